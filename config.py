@@ -1,0 +1,111 @@
+"""Every option of Storyhouse (tornado.options), the Application settings and the MySQL settings.
+
+Options are read in this order, each overriding the one before: the defaults below, the file
+`var/storyhouse.conf` written by `scripts/setup` (a MySQL account it created), the file given with
+`--config=FILE`, then the command line.
+"""
+import os
+import secrets
+
+from tornado.options import define, options, parse_command_line, parse_config_file
+
+BASE_DIR = os.path.dirname(os.path.abspath(__file__))
+VAR_DIR = os.path.join(BASE_DIR, "var")
+LOCAL_CONFIG = os.path.join(VAR_DIR, "storyhouse.conf")
+
+define("config", type=str, default="", help="path to a config file (Python syntax: name = value)")
+define("port", type=int, default=8888, help="port to listen on")
+define("address", type=str, default="", help="address to listen on (empty = all interfaces)")
+define("debug", type=bool, default=False,
+       help="autoreload, uncached templates and static files, tracebacks (one process only)")
+define("processes", type=int, default=1, help="1 = one process, N > 1 = N forked processes, 0 = one per core")
+define("xheaders", type=bool, default=False, help="trust X-Forwarded-For/-Proto (behind a proxy)")
+define("allowed_hosts", type=str, multiple=True, default=[],
+       help="comma-separated Host names the site answers to (empty = any, for development)")
+define("shutdown_timeout", type=float, default=10.0,
+       help="seconds to wait for in-flight requests on SIGTERM")
+
+define("mysql_host", type=str, default="127.0.0.1", help="MySQL/MariaDB host")
+define("mysql_port", type=int, default=3306, help="MySQL/MariaDB port")
+define("mysql_user", type=str, default="root", help="MySQL user")
+define("mysql_password", type=str, default="", help="MySQL password")
+define("mysql_database", type=str, default="storyhouse", help="database (created if missing)")
+define("mysql_pool_size", type=int, default=8, help="connections in the pool (and threads in its executor)")
+
+define("cookie_secret", type=str, default="",
+       help="secret for signed cookies (empty = generated once and kept in var/cookie_secret)")
+define("upload_dir", type=str, default="uploads", help="where attachments are stored (relative to the project)")
+define("max_upload_mb", type=int, default=50, help="largest upload in MB")
+define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
+
+MAX_BODY_BYTES = 1024 * 1024  # the HTTP server's limit; the upload route raises its own
+
+
+def parse(args=None):
+    """Read the options: defaults, var/storyhouse.conf, --config=FILE, then the command line again."""
+    parse_command_line(args, final=False)
+    if os.path.exists(LOCAL_CONFIG):
+        parse_config_file(LOCAL_CONFIG, final=False)
+    if options.config:
+        parse_config_file(options.config, final=False)
+    parse_command_line(args)  # again, so the command line wins whatever the order
+
+
+def mysql_settings():
+    """Connection settings for models.db.Database and models.migrate."""
+    return dict(
+        host=options.mysql_host,
+        port=options.mysql_port,
+        user=options.mysql_user,
+        password=options.mysql_password,
+        database=options.mysql_database,
+    )
+
+
+def project_path(path):
+    """`var/` and a relative `upload_dir` belong to the project, not to the working directory."""
+    return path if os.path.isabs(path) else os.path.join(BASE_DIR, path)
+
+
+def load_cookie_secret():
+    """The configured secret, or one generated once and kept in var/cookie_secret (mode 0600)."""
+    if options.cookie_secret:
+        return options.cookie_secret
+    os.makedirs(VAR_DIR, exist_ok=True)
+    path = os.path.join(VAR_DIR, "cookie_secret")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path) as f:
+            return f.read().strip()
+    with os.fdopen(fd, "w") as f:
+        secret = secrets.token_urlsafe(48)
+        f.write(secret)
+    return secret
+
+
+def allowed_hosts():
+    return [h.strip().lower() for item in options.allowed_hosts for h in item.split(",") if h.strip()]
+
+
+def settings(**overrides):
+    """The tornado.web.Application settings; tests pass overrides (cookie_secret, cheap hashing)."""
+    result = dict(
+        debug=options.debug,
+        template_path=os.path.join(BASE_DIR, "template"),
+        static_path=os.path.join(BASE_DIR, "static"),
+        cookie_secret=options.cookie_secret,
+        login_url="/login",
+        xsrf_cookies=True,
+        cross_origin_protection=True,
+        xsrf_cookie_kwargs=dict(httponly=True, samesite="Lax"),
+        allowed_hosts=allowed_hosts(),
+        max_upload_mb=options.max_upload_mb,
+        upload_dir=project_path(options.upload_dir),
+        redis_url=options.redis_url,
+        processes=options.processes,
+        session_days=30,
+        argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
+    )
+    result.update(overrides)
+    return result

@@ -1,0 +1,1 @@
+"""Models: the database layer (db.py), migrations (migrate.py) and one module per table family."""

@@ -1,0 +1,156 @@
+"""The one place that knows pymysql: a DBUtils pool, a bounded executor of the same size, async helpers.
+
+pymysql blocks, so every query runs in `self._executor`; the IOLoop only awaits futures. Queries are
+always `cursor.execute(sql, params)` with placeholders.
+"""
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pymysql
+import pymysql.cursors
+from dbutils.pooled_db import PooledDB
+from tornado.web import HTTPError
+
+# Client error codes that mean "the server is not there" (2003 refused, 2006 gone away, 2013 lost
+# during query, 2055 lost at handshake) plus server-side refusals of the same kind.
+CONNECTION_ERRORS = {1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
+
+
+class DatabaseUnavailable(HTTPError):
+    """MySQL cannot be reached. An HTTPError so that any handler that lets it escape answers 503."""
+
+    def __init__(self, reason="database unavailable"):
+        super().__init__(503, reason)
+
+
+@dataclass
+class Result:
+    lastrowid: int
+    rowcount: int
+
+
+def connect_args(host, port, user, password, database=None, connect_timeout=2, read_timeout=30):
+    # pymysql waits forever by default: bound the connect and every read/write.
+    return dict(host=host, port=port, user=user, password=password, database=database,
+                charset="utf8mb4", cursorclass=pymysql.cursors.DictCursor, autocommit=True,
+                connect_timeout=connect_timeout, read_timeout=read_timeout, write_timeout=read_timeout,
+                init_command="SET time_zone = '+00:00'")  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
+
+
+def is_connection_error(exc):
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    return isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in CONNECTION_ERRORS
+
+
+class Database:
+    """Async access to MySQL: `fetch_one`, `fetch_all`, `execute` and `transaction`."""
+
+    def __init__(self, host, port, user, password, database, pool_size=8,
+                 query_timeout=35.0, fail_fast_seconds=1.0):
+        self.pool_size = pool_size
+        self.query_timeout = query_timeout
+        self.fail_fast_seconds = fail_fast_seconds
+        self._down_until = 0.0
+        # ping=0: no round trip at every checkout. DBUtils' SteadyDB reopens a broken connection
+        # and retries once by itself (outside transactions), which is how the pool recovers.
+        self._pool = PooledDB(pymysql, maxconnections=pool_size, maxcached=pool_size, blocking=True,
+                              ping=0, **connect_args(host, port, user, password, database))
+        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="mysql")
+
+    async def _run(self, fn, *args):
+        # After a connection error, fail fast for a moment instead of queueing every request
+        # behind threads that are waiting for a dead server.
+        if time.monotonic() < self._down_until:
+            raise DatabaseUnavailable()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.wait_for(future, self.query_timeout)
+        except asyncio.TimeoutError:
+            self._down_until = time.monotonic() + self.fail_fast_seconds
+            raise DatabaseUnavailable("query timed out") from None
+        except pymysql.err.MySQLError as e:
+            if is_connection_error(e):
+                self._down_until = time.monotonic() + self.fail_fast_seconds
+                raise DatabaseUnavailable() from e
+            raise
+
+    def _query(self, sql, params, fetch):
+        con = self._pool.connection()
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, params)
+                if fetch == "one":
+                    return cur.fetchone()
+                if fetch == "all":
+                    return cur.fetchall()
+                return Result(cur.lastrowid, cur.rowcount)
+        finally:
+            con.close()  # back to the pool
+
+    def _transaction(self, fn):
+        con = self._pool.connection()
+        try:
+            con.begin()
+            try:
+                with con.cursor() as cur:
+                    result = fn(cur)
+                con.commit()
+                return result
+            except BaseException:
+                con.rollback()
+                raise
+        finally:
+            con.close()
+
+    async def fetch_one(self, sql, params=()):
+        """The first row as a dict, or None."""
+        return await self._run(self._query, sql, params, "one")
+
+    async def fetch_all(self, sql, params=()):
+        """All rows as a list of dicts."""
+        return await self._run(self._query, sql, params, "all")
+
+    async def execute(self, sql, params=()):
+        """Run a write; returns Result(lastrowid, rowcount)."""
+        return await self._run(self._query, sql, params, None)
+
+    async def transaction(self, fn):
+        """Run fn(cursor) in one transaction on a worker thread: commit, or roll back and raise."""
+        return await self._run(self._transaction, fn)
+
+    def close(self):
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()
+
+
+class HealthProbe:
+    """`/healthz`'s check: its own one-thread executor and its own short-lived connection,
+    so a saturated pool does not make a healthy node look dead."""
+
+    def __init__(self, host, port, user, password, database, timeout=2.0):
+        self._args = connect_args(host, port, user, password, database,
+                                  connect_timeout=timeout, read_timeout=timeout)
+        self._timeout = timeout
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="healthz")
+
+    def _ping(self):
+        con = pymysql.connect(**self._args)
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone() is not None
+        finally:
+            con.close()
+
+    async def ok(self):
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._ping)
+        try:
+            return await asyncio.wait_for(future, self._timeout * 2)
+        except (asyncio.TimeoutError, pymysql.err.MySQLError, OSError):
+            return False
+
+    def close(self):
+        self._executor.shutdown(wait=False, cancel_futures=True)

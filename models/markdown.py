@@ -1,0 +1,26 @@
+"""Story Markdown to HTML: raw HTML is escaped (shown literally) and links are http/https/mailto only."""
+import urllib.parse
+
+import mistune
+from mistune.renderers.html import HTMLRenderer
+
+ALLOWED_SCHEMES = ("http:", "https:", "mailto:")
+
+
+class StoryRenderer(HTMLRenderer):
+    def sanitize_url(self, url):
+        candidate = urllib.parse.unquote(url).strip().lower()
+        if candidate.startswith(ALLOWED_SCHEMES):
+            return url
+        return "#"
+
+    def link(self, text, url, title=None):
+        html = super().link(text, url, title)
+        return html.replace("<a ", '<a rel="nofollow noopener" ', 1)
+
+
+def render(body):
+    """CPU work (up to 100 KB): callers run it in an executor."""
+    md = mistune.create_markdown(escape=True, renderer=StoryRenderer(escape=True),
+                                 plugins=["strikethrough", "table", "url"])
+    return md(body)

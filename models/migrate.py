@@ -1,0 +1,77 @@
+"""Creates the database (utf8mb4) if missing and applies the numbered migrations/*.sql in order.
+
+Runs at start, before any fork, on one plain pymysql connection. GET_LOCK keeps two starters from
+racing; DDL commits by itself, so every statement in a migration must be safe to run twice.
+"""
+import logging
+import os
+import re
+
+import pymysql
+
+from models.db import connect_args
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+log = logging.getLogger("storyhouse.migrate")
+
+
+def migration_files():
+    """[(version, name, path)] sorted by version, from files named like 001_init.sql."""
+    found = []
+    for name in os.listdir(MIGRATIONS_DIR):
+        m = re.fullmatch(r"(\d+)_[\w-]+\.sql", name)
+        if m:
+            found.append((int(m.group(1)), name, os.path.join(MIGRATIONS_DIR, name)))
+    return sorted(found)
+
+
+def statements(sql):
+    """Split a migration on semicolons that end a line (our .sql files keep to that)."""
+    parts = re.split(r";\s*$", sql, flags=re.MULTILINE)
+    return [p.strip() for p in parts if p.strip() and not all(
+        line.strip().startswith("--") or not line.strip() for line in p.splitlines())]
+
+
+def create_database(cur, database):
+    # A database name cannot be a placeholder; it is checked against a strict pattern instead.
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", database):
+        raise ValueError("mysql_database must be letters, digits and underscores: %r" % database)
+    sql = "CREATE DATABASE IF NOT EXISTS `" + database + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    cur.execute(sql)
+    cur.execute("USE `" + database + "`")
+
+
+def migrate(host, port, user, password, database):
+    """Create the database if missing and apply pending migrations; returns the versions applied."""
+    con = pymysql.connect(**connect_args(host, port, user, password, None, read_timeout=120))
+    applied = []
+    try:
+        with con.cursor() as cur:
+            create_database(cur, database)
+            cur.execute("SELECT GET_LOCK(%s, 60) AS got", ("storyhouse_migrate_" + database,))
+            if not cur.fetchone()["got"]:
+                raise RuntimeError("another process holds the migration lock for 60 s")
+            try:
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version INT UNSIGNED PRIMARY KEY,"
+                    " name VARCHAR(255) NOT NULL,"
+                    " applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP"
+                    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+                cur.execute("SELECT version FROM schema_migrations")
+                done = {row["version"] for row in cur.fetchall()}
+                for version, name, path in migration_files():
+                    if version in done:
+                        continue
+                    with open(path, encoding="utf-8") as f:
+                        for statement in statements(f.read()):
+                            cur.execute(statement)
+                    cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                (version, name))
+                    log.info("applied migration %s", name)
+                    applied.append(version)
+            finally:
+                cur.execute("SELECT RELEASE_LOCK(%s)", ("storyhouse_migrate_" + database,))
+    finally:
+        con.close()
+    return applied

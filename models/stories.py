@@ -1,0 +1,56 @@
+"""Stories: list, search, read, write. The author's name always comes from a JOIN on users."""
+import asyncio
+
+from models import markdown
+
+PAGE_SIZE = 20
+_COLUMNS = ("SELECT s.id, s.user_id, s.title, s.body, s.body_html, s.created_at, s.updated_at,"
+            " u.username AS author FROM stories s JOIN users u ON u.id = s.user_id")
+
+
+def like_pattern(text):
+    """A LIKE pattern that matches text literally (%, _ and \\ escaped), anywhere in the column."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "%" + escaped + "%"
+
+
+class Stories:
+    def __init__(self, db, render_executor=None):
+        self.db = db
+        self._render_executor = render_executor  # Markdown is CPU work: not on the IOLoop
+
+    async def render(self, body):
+        return await asyncio.get_running_loop().run_in_executor(self._render_executor, markdown.render, body)
+
+    async def page(self, page=1, query="", page_size=PAGE_SIZE):
+        """Newest first; returns (rows, has_next). With query, title or body contains it literally."""
+        offset = (page - 1) * page_size
+        if query:
+            pattern = like_pattern(query)
+            rows = await self.db.fetch_all(
+                _COLUMNS + " WHERE s.title LIKE %s OR s.body LIKE %s"
+                " ORDER BY s.id DESC LIMIT %s OFFSET %s", (pattern, pattern, page_size + 1, offset))
+        else:
+            rows = await self.db.fetch_all(
+                _COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset))
+        return rows[:page_size], len(rows) > page_size
+
+    async def get(self, story_id):
+        return await self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
+
+    async def create(self, user_id, title, body):
+        """Insert a story; returns its id (lastrowid)."""
+        body_html = await self.render(body)
+        result = await self.db.execute(
+            "INSERT INTO stories (user_id, title, body, body_html) VALUES (%s, %s, %s, %s)",
+            (user_id, title, body, body_html))
+        return result.lastrowid
+
+    async def update(self, story_id, title, body):
+        body_html = await self.render(body)
+        await self.db.execute(
+            "UPDATE stories SET title = %s, body = %s, body_html = %s, updated_at = NOW() WHERE id = %s",
+            (title, body, body_html, story_id))
+
+    async def delete(self, story_id):
+        await self.db.execute("DELETE FROM stories WHERE id = %s", (story_id,))

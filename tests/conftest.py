@@ -1,0 +1,163 @@
+"""Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
+the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
+import http.cookies
+import urllib.parse
+
+import pymysql
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+import config
+import server
+from application import Application
+from models import migrate
+from models.db import connect_args
+
+TEST_DATABASE = "storyhouse_test"
+CHEAP_ARGON2 = dict(time_cost=1, memory_cost=1024, parallelism=1)  # fast tests, same code path
+
+
+def raw_connection(settings, database=None):
+    return pymysql.connect(**connect_args(settings["host"], settings["port"], settings["user"],
+                                          settings["password"], database))
+
+
+@pytest.fixture(scope="session")
+def db_settings():
+    """MySQL settings for the test database, created from scratch and migrated once a session."""
+    config.parse(["pytest"])  # reads var/storyhouse.conf when scripts/setup made an account
+    settings = dict(config.mysql_settings(), database=TEST_DATABASE)
+    con = raw_connection(settings)
+    with con.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS " + TEST_DATABASE)
+    con.close()
+    migrate.migrate(**settings)
+    return settings
+
+
+@pytest.fixture
+def clean_db(db_settings):
+    """Empty every table (but the migration record) so each test starts from nothing."""
+    con = raw_connection(db_settings, TEST_DATABASE)
+    with con.cursor() as cur:
+        cur.execute("SELECT table_name AS t FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name <> 'schema_migrations'", (TEST_DATABASE,))
+        tables = [row["t"] for row in cur.fetchall()]
+        cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+        for table in tables:
+            cur.execute("TRUNCATE TABLE `" + table + "`")
+        cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+    con.close()
+    return db_settings
+
+
+@pytest.fixture
+def app_settings():
+    """Settings overrides for the app fixture; a test module may override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(clean_db, app_settings, io_loop):
+    settings = dict(cookie_secret="test-cookie-secret", argon2=CHEAP_ARGON2)
+    settings.update(app_settings)
+    application = Application(db_settings=clean_db, pool_size=4, **settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def http_server(request, io_loop, _unused_port, app):
+    """pytest-tornado's server, but built like server.py's (1 MB body limit)."""
+    srv = server.make_http_server(app)
+    srv.add_socket(_unused_port[0])
+    yield srv
+    srv.stop()
+    io_loop.run_sync(srv.close_all_connections, timeout=5)
+
+
+class Client:
+    """A user's browser in a test: keeps cookies and sends the _xsrf token with every POST."""
+
+    def __init__(self, http_client, base_url):
+        self.http = http_client
+        self.base_url = base_url
+        self.cookies = {}
+
+    def _remember(self, response):
+        for header in response.headers.get_list("Set-Cookie"):
+            jar = http.cookies.SimpleCookie()
+            jar.load(header)
+            for name, morsel in jar.items():
+                if morsel["max-age"] == "0" or (morsel["expires"] and "1970" in morsel["expires"]):
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    async def fetch(self, path, method="GET", body=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers.setdefault("Cookie", "; ".join("%s=%s" % kv for kv in self.cookies.items()))
+        response = await self.http.fetch(self.base_url + path, method=method, body=body, headers=headers,
+                                         follow_redirects=False, raise_error=False, **kwargs)
+        self._remember(response)
+        return response
+
+    async def get(self, path, **kwargs):
+        return await self.fetch(path, **kwargs)
+
+    @property
+    def xsrf(self):
+        return self.cookies.get("_xsrf", "")
+
+    async def post(self, path, data=(), xsrf=True, headers=None):
+        """POST a form; data is a dict or a list of pairs (for repeated fields)."""
+        if xsrf and not self.xsrf:
+            await self.get("/login")  # any page sets the _xsrf cookie
+        pairs = list(data.items()) if isinstance(data, dict) else list(data)
+        if xsrf:
+            pairs.append(("_xsrf", self.xsrf))
+        return await self.fetch(path, "POST", urllib.parse.urlencode(pairs), headers=headers)
+
+    async def register(self, username="alice", password="correct horse", confirm=None):
+        return await self.post("/register", {"username": username, "password": password,
+                                             "confirm": password if confirm is None else confirm})
+
+    async def login(self, username="alice", password="correct horse", next_url=None):
+        data = {"username": username, "password": password}
+        if next_url is not None:
+            data["next"] = next_url
+        return await self.post("/login", data)
+
+    async def logout(self):
+        return await self.post("/logout")
+
+    async def new_story(self, title="A title", body="Once upon a time."):
+        response = await self.post("/story/new", {"title": title, "body": body})
+        assert response.code == 302, response.body
+        return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def client(http_client, base_url):
+    return Client(http_client, base_url)
+
+
+@pytest.fixture
+def make_client(http_client, base_url):
+    """More browsers, each with its own cookies."""
+    return lambda: Client(http_client, base_url)
+
+
+@pytest.fixture
+def own_http_client():
+    """An HTTP client of its own, for many requests in flight (the shared one allows 10)."""
+    clients = []
+
+    def make(max_clients=100):
+        c = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+        clients.append(c)
+        return c
+    yield make
+    for c in clients:
+        c.close()

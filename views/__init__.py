@@ -1,0 +1,1 @@
+"""RequestHandler classes, one module per area of the site."""

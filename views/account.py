@@ -1,0 +1,63 @@
+"""GET /account (your sessions), POST /account/password, POST /account/sessions/revoke."""
+import tornado.web
+
+from views.base import SESSION_COOKIE, BaseHandler
+from views.forms import MESSAGES, new_password_errors
+
+
+class AccountHandler(BaseHandler):
+    def initialize(self, users, passwords):
+        self.users = users
+        self.passwords = passwords
+
+    async def show(self, values=None, errors=None, status=200):
+        sessions = await self.application.sessions.list_for(self.current_user["id"])
+        self.set_status(status)
+        self.render("account.html", sessions=sessions, values=values or {}, field_errors=errors or {})
+
+    @tornado.web.authenticated
+    async def get(self):
+        await self.show()
+
+
+class PasswordChangeHandler(AccountHandler):
+    @tornado.web.authenticated
+    async def post(self):
+        current = self.get_body_argument("current", "", strip=False)
+        password = self.get_body_argument("password", "", strip=False)
+        confirm = self.get_body_argument("confirm", "", strip=False)
+        user = await self.users.by_id(self.current_user["id"])
+        errors = new_password_errors(password, confirm)
+        if not current or not await self.passwords.verify(user["password_hash"], current):
+            errors["current"] = MESSAGES["current_wrong"]
+        if errors:
+            return await self.show(errors=errors, status=400)
+        await self.users.set_password_hash(user["id"], await self.passwords.hash(password))
+        revoked = await self.application.sessions.revoke_all_for(
+            user["id"], except_session_id=self.current_user["session_id"])
+        self.set_flash("Password changed. %d other session%s signed out." % (revoked, "" if revoked == 1 else "s"))
+        self.redirect(self.reverse_url("account"))
+
+
+class SessionRevokeHandler(BaseHandler):
+    """Revoke one session (`session` = its id) or all of them (`all`), this one included."""
+
+    @tornado.web.authenticated
+    async def post(self):
+        sessions = self.application.sessions
+        user = self.current_user
+        if self.get_body_argument("all", ""):
+            await sessions.revoke_all_for(user["id"])
+            await sessions.revoke(user["id"], user["session_id"])
+            self.clear_cookie(SESSION_COOKIE)
+            self.set_flash("You are signed out everywhere.")
+            return self.redirect(self.reverse_url("login"))
+        raw = self.get_body_argument("session", "")
+        if not (raw.isascii() and raw.isdigit()) or not await sessions.revoke(user["id"], int(raw)):
+            raise tornado.web.HTTPError(400, reason="No such session")
+        if int(raw) == user["session_id"]:
+            self.clear_cookie(SESSION_COOKIE)
+            self.set_flash("This session is signed out.")
+            return self.redirect(self.reverse_url("login"))
+        self.set_flash("Session signed out.")
+        self.redirect(self.reverse_url("account"))

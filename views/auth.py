@@ -1,0 +1,91 @@
+"""Register, log in, log out."""
+import tornado.web
+
+from models.users import UsernameTaken
+from views.base import SESSION_COOKIE, BaseHandler
+from views.forms import MESSAGES, registration_errors
+
+
+class RegisterHandler(BaseHandler):
+    def initialize(self, users, passwords):
+        self.users = users
+        self.passwords = passwords
+
+    def get(self):
+        if self.current_user:
+            return self.redirect(self.reverse_url("index"))
+        self.render("register.html")
+
+    async def post(self):
+        username = self.get_body_argument("username", "")
+        password = self.get_body_argument("password", "", strip=False)
+        confirm = self.get_body_argument("confirm", "", strip=False)
+        values = {"username": username}
+        errors = registration_errors(username, password, confirm)
+        if not errors:
+            try:
+                user_id = await self.users.create(username, await self.passwords.hash(password))
+            except UsernameTaken:
+                errors["username"] = MESSAGES["username_taken"]
+        if errors:
+            return self.render_form("register.html", values, errors)
+        await self.log_in(user_id)
+        self.set_flash("Welcome, %s! Your account is ready." % username)
+        self.redirect(self.reverse_url("index"))
+
+
+class LoginHandler(BaseHandler):
+    def initialize(self, users, passwords, throttle):
+        self.users = users
+        self.passwords = passwords
+        self.throttle = throttle
+
+    def get(self):
+        if self.current_user:
+            return self.redirect(self.next_url())
+        self.render("login.html", values={"next": self.get_query_argument("next", "")})
+
+    async def post(self):
+        username = self.get_body_argument("username", "")
+        password = self.get_body_argument("password", "", strip=False)
+        values = {"username": username, "next": self.get_body_argument("next", "")}
+        errors = {}
+        if not username:
+            errors["username"] = MESSAGES["login_username_empty"]
+        if not password:
+            errors["password"] = MESSAGES["login_password_empty"]
+        if errors:
+            return self.render_form("login.html", values, errors)
+        ip = self.request.remote_ip
+        # The throttle is checked before hashing, so a flood costs no CPU.
+        wait = await self.throttle.retry_after(username, ip)
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            minutes = (wait + 59) // 60
+            errors["form"] = "Too many failed attempts. Try again in %d minute%s." % (
+                minutes, "" if minutes == 1 else "s")
+            return self.render_form("login.html", values, errors, status=429)
+        user = await self.users.by_username(username)
+        ok = await self.passwords.verify(user["password_hash"] if user else None, password)
+        if not ok:
+            await self.throttle.record_failure(username, ip)
+            errors["form"] = MESSAGES["login_failed"]
+            return self.render_form("login.html", values, errors)
+        await self.throttle.clear(username, ip)
+        await self.log_in(user["id"])
+        self.set_flash("Signed in as %s." % user["username"])
+        self.redirect(self.next_url())
+
+
+class LogoutHandler(BaseHandler):
+    async def post(self):
+        token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=self.settings["session_days"],
+                                       min_version=2)
+        if token:
+            await self.application.sessions.delete_token(token.decode())
+        self.clear_cookie(SESSION_COOKIE)
+        self.set_flash("You are signed out.")
+        self.redirect(self.reverse_url("index"))
+
+    def get(self):
+        raise tornado.web.HTTPError(405)

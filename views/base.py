@@ -1,0 +1,183 @@
+"""BaseHandler: security headers, the session behind `current_user`, flash messages, error pages."""
+import http.client
+import traceback
+import urllib.parse
+
+import tornado.web
+from tornado.log import app_log, gen_log
+
+SESSION_COOKIE = "session"
+FLASH_COOKIE = "flash"
+THEMES = ("light", "dark")
+
+CSP = ("default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+ERROR_MESSAGES = {
+    400: "The request could not be understood.",
+    403: "You are not allowed to do that.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "That is too large.",
+    429: "Too many attempts. Please wait and try again.",
+    500: "Something went wrong on our side. It has been logged.",
+    503: "The site is briefly unavailable. Please try again in a moment.",
+}
+
+
+def security_headers(handler):
+    """Headers every response carries (Django's defaults and OWASP's advice)."""
+    handler.set_header("Content-Security-Policy", CSP)
+    handler.set_header("X-Frame-Options", "DENY")
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "same-origin")
+    if handler.request.protocol == "https":
+        handler.set_header("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
+def is_local_path(target):
+    """Only same-site paths: refuses absolute URLs, //host and /\\host."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return False
+    parts = urllib.parse.urlsplit(target)
+    return not parts.scheme and not parts.netloc and not any(ord(c) < 32 for c in target)
+
+
+def page_query(query, page):
+    """The query string for a page of the index, keeping the search."""
+    return urllib.parse.urlencode([(k, v) for k, v in (("q", query), ("page", page)) if v])
+
+
+class SessionMixin:
+    """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
+
+    async def load_session(self):
+        token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=self.settings["session_days"],
+                                       min_version=2)
+        if not token:
+            return None
+        token = token.decode()
+        user = await self.application.sessions.lookup(token)
+        if user is None:
+            return None
+        if user["touched"]:
+            await self.application.sessions.touch(user["session_id"], self.request.remote_ip)
+            self.set_session_cookie(token)  # slide the browser's expiry too
+        return user
+
+    def set_session_cookie(self, token):
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=self.settings["session_days"],
+                               httponly=True, samesite="Lax", secure=self.request.protocol == "https")
+
+
+class BaseHandler(SessionMixin, tornado.web.RequestHandler):
+    flash = None
+
+    def set_default_headers(self):
+        security_headers(self)
+
+    async def prepare(self):
+        self.application.in_flight.add(self)
+        self.current_user = await self.load_session()
+        message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
+        if message:
+            self.flash = message.decode()
+            self.clear_cookie(FLASH_COOKIE)
+
+    def get_login_url(self):
+        return self.reverse_url("login")
+
+    def on_finish(self):
+        self.application.in_flight.discard(self)
+
+    def get_template_namespace(self):
+        namespace = super().get_template_namespace()
+        theme = self.get_cookie("theme")
+        namespace.update(flash=self.flash, theme=theme if theme in THEMES else "",
+                         field_errors={}, values={}, url_escape_query=page_query)
+        return namespace
+
+    # --- helpers for handlers -------------------------------------------------------------
+
+    def set_flash(self, message):
+        """A one-time message shown on the next page (signed, so nobody can plant one)."""
+        self.set_signed_cookie(FLASH_COOKIE, message, expires_days=None, httponly=True, samesite="Lax")
+
+    async def log_in(self, user_id):
+        token = await self.application.sessions.create(
+            user_id, self.request.remote_ip, self.request.headers.get("User-Agent", ""))
+        self.set_session_cookie(token)
+
+    def next_url(self, default=None):
+        target = self.get_argument("next", "")
+        return target if is_local_path(target) else (default or self.reverse_url("index"))
+
+    def render_form(self, template, values, errors, status=400, **kwargs):
+        """Re-render a form with the user's values and a message per bad field."""
+        self.set_status(status)
+        self.render(template, values=values, field_errors=errors, **kwargs)
+
+    def int_argument(self, name, default, low=1, high=100000):
+        """A whole-number query argument in [low, high], or a 400."""
+        raw = self.get_query_argument(name, "")
+        if raw == "":
+            return default
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+            raise tornado.web.HTTPError(400, "bad %s", name, reason="Invalid %s" % name)
+        return int(raw)
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def log_exception(self, typ, value, tb):
+        # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
+        summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                gen_log.warning("%d %s: %s", value.status_code, summary, value.log_message % value.args)
+        else:
+            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
+
+    def write_error(self, status_code, **kwargs):
+        # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
+        exc = kwargs.get("exc_info")
+        message = ERROR_MESSAGES.get(status_code, self._reason)
+        error = str(exc[1]).lower() if exc else ""
+        if status_code == 403 and ("xsrf" in error or "origin" in error):
+            message = "This form has expired or came from another site. Reload the page and try again."
+        elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
+            message = exc[1].reason + "."
+        trace = None
+        if self.settings.get("serve_traceback") and exc:
+            trace = "".join(traceback.format_exception(*exc))
+        try:
+            self.render("error.html", status_code=status_code,
+                        title=http.client.responses.get(status_code, "Error"),
+                        message=message, trace=trace)
+        except Exception:
+            self.finish("%d: %s" % (status_code, message))
+
+
+class NotFoundHandler(BaseHandler):
+    """The site's 404 page for paths no route matches (the `default_handler_class`)."""
+
+    async def prepare(self):
+        await super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
+class BadHostHandler(BaseHandler):
+    """Requests whose Host is not in `allowed_hosts` (chosen in Application.find_handler)."""
+
+    def check_xsrf_cookie(self):
+        pass  # the Host is wrong whatever the method: answer 400, not 403
+
+    def check_trusted_origin(self, origin):
+        return True
+
+    async def prepare(self):
+        raise tornado.web.HTTPError(400, reason="Unknown host")
+
+
+class StaticFileHandler(tornado.web.StaticFileHandler):
+    def set_default_headers(self):
+        security_headers(self)

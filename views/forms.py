@@ -1,0 +1,57 @@
+"""Form validation shared by the pages (and later the JSON API): each returns {field: message}."""
+import re
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+TITLE_MAX = 200
+BODY_MAX_BYTES = 100 * 1024  # a MEDIUMTEXT could hold more; stories stop at 100 KB of UTF-8
+
+MESSAGES = {
+    "username_empty": "Choose a username.",
+    "username_invalid": "Use 3 to 32 letters, digits or underscores.",
+    "username_taken": "That username is taken.",
+    "password_short": "Use at least 8 characters.",
+    "password_long": "Use at most 1024 characters.",
+    "confirm_mismatch": "The passwords do not match.",
+    "login_username_empty": "Enter your username.",
+    "login_password_empty": "Enter your password.",
+    "login_failed": "Unknown username or wrong password.",
+    "current_wrong": "Your current password is not right.",
+    "title_empty": "Give your story a title.",
+    "title_long": "Keep the title to 200 characters.",
+    "body_empty": "Write your story.",
+    "body_long": "Keep the story under 100 KB.",
+}
+
+
+def registration_errors(username, password, confirm):
+    errors = {}
+    if not username:
+        errors["username"] = MESSAGES["username_empty"]
+    elif not USERNAME_RE.fullmatch(username):
+        errors["username"] = MESSAGES["username_invalid"]
+    errors.update(new_password_errors(password, confirm))
+    return errors
+
+
+def new_password_errors(password, confirm):
+    if len(password) < PASSWORD_MIN:
+        return {"password": MESSAGES["password_short"]}
+    if len(password) > PASSWORD_MAX:
+        return {"password": MESSAGES["password_long"]}
+    if password != confirm:
+        return {"confirm": MESSAGES["confirm_mismatch"]}
+    return {}
+
+
+def story_errors(title, body):
+    errors = {}
+    if not title:
+        errors["title"] = MESSAGES["title_empty"]
+    elif len(title) > TITLE_MAX:
+        errors["title"] = MESSAGES["title_long"]
+    if not body.strip():
+        errors["body"] = MESSAGES["body_empty"]
+    elif len(body.encode("utf-8")) > BODY_MAX_BYTES:
+        errors["body"] = MESSAGES["body_long"]
+    return errors

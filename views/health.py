@@ -1,0 +1,13 @@
+"""GET /healthz for load balancers: 200 when MySQL answers, 503 otherwise or while draining."""
+from views.base import BaseHandler
+
+
+class HealthHandler(BaseHandler):
+    async def prepare(self):
+        pass  # no session lookup: the probe must not touch the busy pool
+
+    async def get(self):
+        ok = not self.application.draining and await self.application.health.ok()
+        self.set_status(200 if ok else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.write({"status": "ok" if ok else "unavailable"})

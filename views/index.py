@@ -1,0 +1,32 @@
+"""The index (newest stories, paging, search) and the theme preference cookie."""
+import tornado.web
+
+from views.base import THEMES, BaseHandler, is_local_path
+
+SEARCH_MAX = 200
+
+
+class IndexHandler(BaseHandler):
+    def initialize(self, stories):
+        self.stories = stories
+
+    async def get(self):
+        page = self.int_argument("page", 1)
+        query = self.get_query_argument("q", "")
+        if len(query) > SEARCH_MAX:
+            raise tornado.web.HTTPError(400, reason="Search text is too long")
+        rows, has_next = await self.stories.page(page, query)
+        self.render("index.html", stories=rows, page=page, query=query, has_next=has_next)
+
+
+class ThemeHandler(BaseHandler):
+    """POST /theme: a plain preference cookie (set_cookie/get_cookie), nothing secret in it."""
+
+    def post(self):
+        theme = self.get_body_argument("theme", "")
+        if theme in THEMES:
+            self.set_cookie("theme", theme, expires_days=365, samesite="Lax")
+        else:
+            self.clear_cookie("theme")
+        back = self.get_body_argument("next", "")
+        self.redirect(back if is_local_path(back) else self.reverse_url("index"))

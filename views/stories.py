@@ -1,0 +1,84 @@
+"""A story's page, and new / edit / delete for its owner."""
+import tornado.web
+
+from views.base import BaseHandler
+from views.forms import story_errors
+
+MAX_ID = 2**32 - 1  # INT UNSIGNED
+
+
+class StoryBaseHandler(BaseHandler):
+    def initialize(self, stories):
+        self.stories = stories
+
+    async def get_story(self, story_id, check_owner=False):
+        """The story, or a 404; with check_owner, a 403 unless it is the current user's."""
+        story = await self.stories.get(int(story_id)) if int(story_id) <= MAX_ID else None
+        if story is None:
+            raise tornado.web.HTTPError(404)
+        if check_owner and story["user_id"] != self.current_user["id"]:
+            raise tornado.web.HTTPError(403)
+        return story
+
+    def story_form(self):
+        title = self.get_body_argument("title", "")
+        # The body keeps its own line breaks and indentation; control characters become spaces.
+        body = self.get_body_argument("body", "", strip=False)
+        return {"title": title, "body": body}, story_errors(title, body)
+
+
+class StoryHandler(StoryBaseHandler):
+    async def get(self, story_id):
+        story = await self.get_story(story_id)
+        self.render("story.html", story=story)
+
+
+class StorySlashHandler(BaseHandler):
+    """/story/<id>/ → 301 to the canonical /story/<id>."""
+
+    async def prepare(self):
+        pass
+
+    def get(self, story_id):
+        self.redirect(self.reverse_url("story", story_id), permanent=True)
+
+
+class StoryNewHandler(StoryBaseHandler):
+    @tornado.web.authenticated
+    def get(self):
+        self.render("story_form.html", story=None, values={"title": "", "body": ""})
+
+    @tornado.web.authenticated
+    async def post(self):
+        values, errors = self.story_form()
+        if errors:
+            return self.render_form("story_form.html", values, errors, story=None)
+        story_id = await self.stories.create(self.current_user["id"], values["title"], values["body"])
+        self.set_flash("Story published.")
+        self.redirect(self.reverse_url("story", story_id))
+
+
+class StoryEditHandler(StoryBaseHandler):
+    @tornado.web.authenticated
+    async def get(self, story_id):
+        story = await self.get_story(story_id, check_owner=True)
+        self.render("story_form.html", story=story, values=story)
+
+    @tornado.web.authenticated
+    async def post(self, story_id):
+        story = await self.get_story(story_id, check_owner=True)
+        values, errors = self.story_form()
+        if errors:
+            return self.render_form("story_form.html", values, errors, story=story)
+        await self.stories.update(story["id"], values["title"], values["body"])
+        self.set_flash("Story saved.")
+        self.redirect(self.reverse_url("story", story["id"]))
+
+
+class StoryDeleteHandler(StoryBaseHandler):
+    @tornado.web.authenticated
+    async def post(self, story_id):
+        story = await self.get_story(story_id, check_owner=True)
+        await self.stories.delete(story["id"])
+        self.set_flash("Story deleted.")
+        self.redirect(self.reverse_url("index"))
