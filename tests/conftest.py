@@ -1,6 +1,7 @@
 """Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
 the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
 import http.cookies
+import os
 import urllib.parse
 
 import pymysql
@@ -13,7 +14,8 @@ from application import Application
 from models import migrate
 from models.db import connect_args
 
-TEST_DATABASE = "storyhouse_test"
+# Separate names let several test runs share one server (the default is for CI and users).
+TEST_DATABASE = os.environ.get("STORYHOUSE_TEST_DB", "storyhouse_test")
 CHEAP_ARGON2 = dict(time_cost=1, memory_cost=1024, parallelism=1)  # fast tests, same code path
 
 
