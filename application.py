@@ -1,4 +1,5 @@
 """The Application: the whole route table (named routes) and the objects handlers share."""
+
 import logging
 
 import tornado.web
@@ -20,8 +21,15 @@ def log_request(handler):
     """Tornado's access log without the query string (an upload form's action carries _xsrf)."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, handler.request.method,
-                   handler.request.path, handler.request.remote_ip, 1000.0 * handler.request.request_time())
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        handler.request.method,
+        handler.request.path,
+        handler.request.remote_ip,
+        1000.0 * handler.request.request_time(),
+    )
 
 
 class Application(tornado.web.Application):

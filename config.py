@@ -4,6 +4,7 @@ Options are read in this order, each overriding the one before: the defaults bel
 `var/storyhouse.conf` written by `scripts/setup` (a MySQL account it created), the file given with
 `--config=FILE`, then the command line.
 """
+
 import os
 import secrets
 
@@ -16,14 +17,22 @@ LOCAL_CONFIG = os.path.join(VAR_DIR, "storyhouse.conf")
 define("config", type=str, default="", help="path to a config file (Python syntax: name = value)")
 define("port", type=int, default=8888, help="port to listen on")
 define("address", type=str, default="", help="address to listen on (empty = all interfaces)")
-define("debug", type=bool, default=False,
-       help="autoreload, uncached templates and static files, tracebacks (one process only)")
+define(
+    "debug",
+    type=bool,
+    default=False,
+    help="autoreload, uncached templates and static files, tracebacks (one process only)",
+)
 define("processes", type=int, default=1, help="1 = one process, N > 1 = N forked processes, 0 = one per core")
 define("xheaders", type=bool, default=False, help="trust X-Forwarded-For/-Proto (behind a proxy)")
-define("allowed_hosts", type=str, multiple=True, default=[],
-       help="comma-separated Host names the site answers to (empty = any, for development)")
-define("shutdown_timeout", type=float, default=10.0,
-       help="seconds to wait for in-flight requests on SIGTERM")
+define(
+    "allowed_hosts",
+    type=str,
+    multiple=True,
+    default=[],
+    help="comma-separated Host names the site answers to (empty = any, for development)",
+)
+define("shutdown_timeout", type=float, default=10.0, help="seconds to wait for in-flight requests on SIGTERM")
 
 define("mysql_host", type=str, default="127.0.0.1", help="MySQL/MariaDB host")
 define("mysql_port", type=int, default=3306, help="MySQL/MariaDB port")
@@ -32,9 +41,15 @@ define("mysql_password", type=str, default="", help="MySQL password")
 define("mysql_database", type=str, default="storyhouse", help="database (created if missing)")
 define("mysql_pool_size", type=int, default=8, help="connections in the pool (and threads in its executor)")
 
-define("cookie_secret", type=str, default="",
-       help="secret for signed cookies (empty = generated once and kept in var/cookie_secret)")
-define("upload_dir", type=str, default="uploads", help="where attachments are stored (relative to the project)")
+define(
+    "cookie_secret",
+    type=str,
+    default="",
+    help="secret for signed cookies (empty = generated once and kept in var/cookie_secret)",
+)
+define(
+    "upload_dir", type=str, default="uploads", help="where attachments are stored (relative to the project)"
+)
 define("max_upload_mb", type=int, default=50, help="largest upload in MB")
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
 

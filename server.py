@@ -1,14 +1,14 @@
 """Entry point: options → database ready → cookie secret → fork if asked → Application → listen → run.
 
-    python server.py --port=8888 [--processes=N] [--config=FILE]   (--help lists every option)
+python server.py --port=8888 [--processes=N] [--config=FILE]   (--help lists every option)
 """
+
 import asyncio
 import ctypes
 import errno
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -27,8 +27,13 @@ PR_SET_PDEATHSIG = 1
 
 def make_http_server(app, xheaders=False):
     """The HTTP server with a small body limit (the upload route raises its own in prepare)."""
-    return HTTPServer(app, xheaders=xheaders, max_body_size=config.MAX_BODY_BYTES,
-                      idle_connection_timeout=60, body_timeout=60)
+    return HTTPServer(
+        app,
+        xheaders=xheaders,
+        max_body_size=config.MAX_BODY_BYTES,
+        idle_connection_timeout=60,
+        body_timeout=60,
+    )
 
 
 def fail(sentence):
@@ -41,9 +46,11 @@ def prepare_database():
     try:
         applied = migrate.migrate(**db)
     except pymysql.err.OperationalError as e:
-        fail("cannot reach MySQL at %s:%s as %r (%s). Start MariaDB (scripts/setup does it) or set "
-             "--mysql_host/--mysql_port/--mysql_user/--mysql_password." % (
-                 db["host"], db["port"], db["user"], e.args[-1] if e.args else e))
+        fail(
+            "cannot reach MySQL at %s:%s as %r (%s). Start MariaDB (scripts/setup does it) or set "
+            "--mysql_host/--mysql_port/--mysql_user/--mysql_password."
+            % (db["host"], db["port"], db["user"], e.args[-1] if e.args else e)
+        )
     if applied:
         log.info("database %s: applied migrations %s", db["database"], applied)
 
@@ -80,6 +87,7 @@ def forward_signals_to_children():
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
@@ -102,10 +110,17 @@ async def serve(reuse_port):
     sockets = tornado.netutil.bind_sockets(options.port, options.address or None, reuse_port=reuse_port)
     server.add_sockets(sockets)
     if app.settings["redis_url"] == "" and options.processes != 1:
-        log.warning("chat uses an in-process bus: with --processes=%d, set --redis_url so every "
-                    "process sees every message", options.processes)
-    log.info("Storyhouse listening on http://%s:%d/ (pid %d)",
-             options.address or "127.0.0.1", options.port, os.getpid())
+        log.warning(
+            "chat uses an in-process bus: with --processes=%d, set --redis_url so every "
+            "process sees every message",
+            options.processes,
+        )
+    log.info(
+        "Storyhouse listening on http://%s:%d/ (pid %d)",
+        options.address or "127.0.0.1",
+        options.port,
+        os.getpid(),
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 pymysql blocks, so every query runs in `self._executor`; the IOLoop only awaits futures. Queries are
 always `cursor.execute(sql, params)` with placeholders.
 """
+
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +34,20 @@ class Result:
 
 def connect_args(host, port, user, password, database=None, connect_timeout=2, read_timeout=30):
     # pymysql waits forever by default: bound the connect and every read/write.
-    return dict(host=host, port=port, user=user, password=password, database=database,
-                charset="utf8mb4", cursorclass=pymysql.cursors.DictCursor, autocommit=True,
-                connect_timeout=connect_timeout, read_timeout=read_timeout, write_timeout=read_timeout,
-                init_command="SET time_zone = '+00:00'")  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
+    return dict(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+        charset="utf8mb4",
+        cursorclass=pymysql.cursors.DictCursor,
+        autocommit=True,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        write_timeout=read_timeout,
+        init_command="SET time_zone = '+00:00'",
+    )  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
 
 
 def is_connection_error(exc):
@@ -48,16 +59,23 @@ def is_connection_error(exc):
 class Database:
     """Async access to MySQL: `fetch_one`, `fetch_all`, `execute` and `transaction`."""
 
-    def __init__(self, host, port, user, password, database, pool_size=8,
-                 query_timeout=35.0, fail_fast_seconds=1.0):
+    def __init__(
+        self, host, port, user, password, database, pool_size=8, query_timeout=35.0, fail_fast_seconds=1.0
+    ):
         self.pool_size = pool_size
         self.query_timeout = query_timeout
         self.fail_fast_seconds = fail_fast_seconds
         self._down_until = 0.0
         # ping=0: no round trip at every checkout. DBUtils' SteadyDB reopens a broken connection
         # and retries once by itself (outside transactions), which is how the pool recovers.
-        self._pool = PooledDB(pymysql, maxconnections=pool_size, maxcached=pool_size, blocking=True,
-                              ping=0, **connect_args(host, port, user, password, database))
+        self._pool = PooledDB(
+            pymysql,
+            maxconnections=pool_size,
+            maxcached=pool_size,
+            blocking=True,
+            ping=0,
+            **connect_args(host, port, user, password, database),
+        )
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="mysql")
 
     async def _run(self, fn, *args):
@@ -68,7 +86,7 @@ class Database:
         future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
             return await asyncio.wait_for(future, self.query_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._down_until = time.monotonic() + self.fail_fast_seconds
             raise DatabaseUnavailable("query timed out") from None
         except pymysql.err.MySQLError as e:
@@ -131,8 +149,9 @@ class HealthProbe:
     so a saturated pool does not make a healthy node look dead."""
 
     def __init__(self, host, port, user, password, database, timeout=2.0):
-        self._args = connect_args(host, port, user, password, database,
-                                  connect_timeout=timeout, read_timeout=timeout)
+        self._args = connect_args(
+            host, port, user, password, database, connect_timeout=timeout, read_timeout=timeout
+        )
         self._timeout = timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="healthz")
 
@@ -149,7 +168,7 @@ class HealthProbe:
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._ping)
         try:
             return await asyncio.wait_for(future, self._timeout * 2)
-        except (asyncio.TimeoutError, pymysql.err.MySQLError, OSError):
+        except (TimeoutError, pymysql.err.MySQLError, OSError):
             return False
 
     def close(self):

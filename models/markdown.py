@@ -1,4 +1,5 @@
 """Story Markdown to HTML: raw HTML is escaped (shown literally) and links are http/https/mailto only."""
+
 import urllib.parse
 
 import mistune
@@ -21,6 +22,7 @@ class StoryRenderer(HTMLRenderer):
 
 def render(body):
     """CPU work (up to 100 KB): callers run it in an executor."""
-    md = mistune.create_markdown(escape=True, renderer=StoryRenderer(escape=True),
-                                 plugins=["strikethrough", "table", "url"])
+    md = mistune.create_markdown(
+        escape=True, renderer=StoryRenderer(escape=True), plugins=["strikethrough", "table", "url"]
+    )
     return md(body)

@@ -3,6 +3,7 @@
 Runs at start, before any fork, on one plain pymysql connection. GET_LOCK keeps two starters from
 racing; DDL commits by itself, so every statement in a migration must be safe to run twice.
 """
+
 import logging
 import os
 import re
@@ -28,8 +29,11 @@ def migration_files():
 def statements(sql):
     """Split a migration on semicolons that end a line (our .sql files keep to that)."""
     parts = re.split(r";\s*$", sql, flags=re.MULTILINE)
-    return [p.strip() for p in parts if p.strip() and not all(
-        line.strip().startswith("--") or not line.strip() for line in p.splitlines())]
+    return [
+        p.strip()
+        for p in parts
+        if p.strip() and not all(line.strip().startswith("--") or not line.strip() for line in p.splitlines())
+    ]
 
 
 def create_database(cur, database):
@@ -57,7 +61,8 @@ def migrate(host, port, user, password, database):
                     " version INT UNSIGNED PRIMARY KEY,"
                     " name VARCHAR(255) NOT NULL,"
                     " applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP"
-                    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+                    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+                )
                 cur.execute("SELECT version FROM schema_migrations")
                 done = {row["version"] for row in cur.fetchall()}
                 for version, name, path in migration_files():
@@ -66,8 +71,9 @@ def migrate(host, port, user, password, database):
                     with open(path, encoding="utf-8") as f:
                         for statement in statements(f.read()):
                             cur.execute(statement)
-                    cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                                (version, name))
+                    cur.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
                     log.info("applied migration %s", name)
                     applied.append(version)
             finally:

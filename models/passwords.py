@@ -1,4 +1,5 @@
 """argon2id hashing on a small executor of its own: a hash costs tens of milliseconds of CPU."""
+
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 

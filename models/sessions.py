@@ -1,4 +1,5 @@
 """Server-side sessions: the browser's signed cookie carries a random token, MySQL keeps its hash."""
+
 import hashlib
 import secrets
 
@@ -20,7 +21,8 @@ class Sessions:
         await self.db.execute(
             "INSERT INTO sessions (token_hash, user_id, ip, user_agent, expires_at)"
             " VALUES (%s, %s, %s, %s, NOW() + INTERVAL %s DAY)",
-            (token_hash(token), user_id, ip[:45], user_agent[:255], self.days))
+            (token_hash(token), user_id, ip[:45], user_agent[:255], self.days),
+        )
         return token
 
     async def lookup(self, token):
@@ -29,7 +31,9 @@ class Sessions:
             "SELECT s.id AS session_id, s.user_id AS id, u.username,"
             " TIMESTAMPDIFF(SECOND, s.last_seen, NOW()) AS idle"
             " FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_hash = %s AND s.expires_at > NOW()", (token_hash(token),))
+            " WHERE s.token_hash = %s AND s.expires_at > NOW()",
+            (token_hash(token),),
+        )
         if row is None:
             return None
         row["touched"] = row.pop("idle") >= LAST_SEEN_EVERY
@@ -38,22 +42,28 @@ class Sessions:
     async def touch(self, session_id, ip):
         await self.db.execute(
             "UPDATE sessions SET last_seen = NOW(), ip = %s, expires_at = NOW() + INTERVAL %s DAY"
-            " WHERE id = %s", (ip[:45], self.days, session_id))
+            " WHERE id = %s",
+            (ip[:45], self.days, session_id),
+        )
 
     async def list_for(self, user_id):
         return await self.db.fetch_all(
             "SELECT id, ip, user_agent, created_at, last_seen FROM sessions"
-            " WHERE user_id = %s AND expires_at > NOW() ORDER BY last_seen DESC", (user_id,))
+            " WHERE user_id = %s AND expires_at > NOW() ORDER BY last_seen DESC",
+            (user_id,),
+        )
 
     async def revoke(self, user_id, session_id):
         """End one of this member's sessions; returns True when there was one."""
         result = await self.db.execute(
-            "DELETE FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id))
+            "DELETE FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id)
+        )
         return result.rowcount > 0
 
     async def revoke_all_for(self, user_id, except_session_id=None):
         result = await self.db.execute(
-            "DELETE FROM sessions WHERE user_id = %s AND id <> %s", (user_id, except_session_id or 0))
+            "DELETE FROM sessions WHERE user_id = %s AND id <> %s", (user_id, except_session_id or 0)
+        )
         return result.rowcount
 
     async def delete_token(self, token):

@@ -1,11 +1,14 @@
 """Stories: list, search, read, write. The author's name always comes from a JOIN on users."""
+
 import asyncio
 
 from models import markdown
 
 PAGE_SIZE = 20
-_COLUMNS = ("SELECT s.id, s.user_id, s.title, s.body, s.body_html, s.created_at, s.updated_at,"
-            " u.username AS author FROM stories s JOIN users u ON u.id = s.user_id")
+_COLUMNS = (
+    "SELECT s.id, s.user_id, s.title, s.body, s.body_html, s.created_at, s.updated_at,"
+    " u.username AS author FROM stories s JOIN users u ON u.id = s.user_id"
+)
 
 
 def like_pattern(text):
@@ -28,11 +31,13 @@ class Stories:
         if query:
             pattern = like_pattern(query)
             rows = await self.db.fetch_all(
-                _COLUMNS + " WHERE s.title LIKE %s OR s.body LIKE %s"
-                " ORDER BY s.id DESC LIMIT %s OFFSET %s", (pattern, pattern, page_size + 1, offset))
+                _COLUMNS + " WHERE s.title LIKE %s OR s.body LIKE %s ORDER BY s.id DESC LIMIT %s OFFSET %s",
+                (pattern, pattern, page_size + 1, offset),
+            )
         else:
             rows = await self.db.fetch_all(
-                _COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset))
+                _COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
+            )
         return rows[:page_size], len(rows) > page_size
 
     async def get(self, story_id):
@@ -43,14 +48,16 @@ class Stories:
         body_html = await self.render(body)
         result = await self.db.execute(
             "INSERT INTO stories (user_id, title, body, body_html) VALUES (%s, %s, %s, %s)",
-            (user_id, title, body, body_html))
+            (user_id, title, body, body_html),
+        )
         return result.lastrowid
 
     async def update(self, story_id, title, body):
         body_html = await self.render(body)
         await self.db.execute(
             "UPDATE stories SET title = %s, body = %s, body_html = %s, updated_at = NOW() WHERE id = %s",
-            (title, body, body_html, story_id))
+            (title, body, body_html, story_id),
+        )
 
     async def delete(self, story_id):
         await self.db.execute("DELETE FROM stories WHERE id = %s", (story_id,))

@@ -1,4 +1,5 @@
 """Members: create, look up, change password. Rows are plain dicts."""
+
 import pymysql
 
 
@@ -14,18 +15,21 @@ class Users:
         """Insert a member; returns the new id, or raises UsernameTaken (unique, case-insensitive)."""
         try:
             result = await self.db.execute(
-                "INSERT INTO users (username, password_hash) VALUES (%s, %s)", (username, password_hash))
+                "INSERT INTO users (username, password_hash) VALUES (%s, %s)", (username, password_hash)
+            )
         except pymysql.err.IntegrityError:
             raise UsernameTaken(username) from None
         return result.lastrowid
 
     async def by_username(self, username):
         return await self.db.fetch_one(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = %s", (username,))
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = %s", (username,)
+        )
 
     async def by_id(self, user_id):
         return await self.db.fetch_one(
-            "SELECT id, username, password_hash, created_at FROM users WHERE id = %s", (user_id,))
+            "SELECT id, username, password_hash, created_at FROM users WHERE id = %s", (user_id,)
+        )
 
     async def set_password_hash(self, user_id, password_hash):
         await self.db.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))

@@ -1,4 +1,5 @@
 """GET /account (your sessions), POST /account/password, POST /account/sessions/revoke."""
+
 import tornado.web
 
 from views.base import SESSION_COOKIE, BaseHandler
@@ -34,8 +35,10 @@ class PasswordChangeHandler(AccountHandler):
             return await self.show(errors=errors, status=400)
         await self.users.set_password_hash(user["id"], await self.passwords.hash(password))
         revoked = await self.application.sessions.revoke_all_for(
-            user["id"], except_session_id=self.current_user["session_id"])
-        self.set_flash("Password changed. %d other session%s signed out." % (revoked, "" if revoked == 1 else "s"))
+            user["id"], except_session_id=self.current_user["session_id"]
+        )
+        plural = "" if revoked == 1 else "s"
+        self.set_flash("Password changed. %d other session%s signed out." % (revoked, plural))
         self.redirect(self.reverse_url("account"))
 
 

@@ -1,4 +1,5 @@
 """Register, log in, log out."""
+
 import tornado.web
 
 from models.users import UsernameTaken
@@ -63,7 +64,9 @@ class LoginHandler(BaseHandler):
             self.set_header("Retry-After", str(wait))
             minutes = (wait + 59) // 60
             errors["form"] = "Too many failed attempts. Try again in %d minute%s." % (
-                minutes, "" if minutes == 1 else "s")
+                minutes,
+                "" if minutes == 1 else "s",
+            )
             return self.render_form("login.html", values, errors, status=429)
         user = await self.users.by_username(username)
         ok = await self.passwords.verify(user["password_hash"] if user else None, password)
@@ -79,8 +82,9 @@ class LoginHandler(BaseHandler):
 
 class LogoutHandler(BaseHandler):
     async def post(self):
-        token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=self.settings["session_days"],
-                                       min_version=2)
+        token = self.get_signed_cookie(
+            SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
+        )
         if token:
             await self.application.sessions.delete_token(token.decode())
         self.clear_cookie(SESSION_COOKIE)

@@ -1,4 +1,5 @@
 """BaseHandler: security headers, the session behind `current_user`, flash messages, error pages."""
+
 import http.client
 import traceback
 import urllib.parse
@@ -10,8 +11,10 @@ SESSION_COOKIE = "session"
 FLASH_COOKIE = "flash"
 THEMES = ("light", "dark")
 
-CSP = ("default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 ERROR_MESSAGES = {
     400: "The request could not be understood.",
@@ -52,8 +55,9 @@ class SessionMixin:
     """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
 
     async def load_session(self):
-        token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=self.settings["session_days"],
-                                       min_version=2)
+        token = self.get_signed_cookie(
+            SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
+        )
         if not token:
             return None
         token = token.decode()
@@ -66,8 +70,14 @@ class SessionMixin:
         return user
 
     def set_session_cookie(self, token):
-        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=self.settings["session_days"],
-                               httponly=True, samesite="Lax", secure=self.request.protocol == "https")
+        self.set_signed_cookie(
+            SESSION_COOKIE,
+            token,
+            expires_days=self.settings["session_days"],
+            httponly=True,
+            samesite="Lax",
+            secure=self.request.protocol == "https",
+        )
 
 
 class BaseHandler(SessionMixin, tornado.web.RequestHandler):
@@ -93,8 +103,13 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
         theme = self.get_cookie("theme")
-        namespace.update(flash=self.flash, theme=theme if theme in THEMES else "",
-                         field_errors={}, values={}, url_escape_query=page_query)
+        namespace.update(
+            flash=self.flash,
+            theme=theme if theme in THEMES else "",
+            field_errors={},
+            values={},
+            url_escape_query=page_query,
+        )
         return namespace
 
     # --- helpers for handlers -------------------------------------------------------------
@@ -105,7 +120,8 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
 
     async def log_in(self, user_id):
         token = await self.application.sessions.create(
-            user_id, self.request.remote_ip, self.request.headers.get("User-Agent", ""))
+            user_id, self.request.remote_ip, self.request.headers.get("User-Agent", "")
+        )
         self.set_session_cookie(token)
 
     def next_url(self, default=None):
@@ -150,9 +166,13 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
         if self.settings.get("serve_traceback") and exc:
             trace = "".join(traceback.format_exception(*exc))
         try:
-            self.render("error.html", status_code=status_code,
-                        title=http.client.responses.get(status_code, "Error"),
-                        message=message, trace=trace)
+            self.render(
+                "error.html",
+                status_code=status_code,
+                title=http.client.responses.get(status_code, "Error"),
+                message=message,
+                trace=trace,
+            )
         except Exception:
             self.finish("%d: %s" % (status_code, message))
 

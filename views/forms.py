@@ -1,4 +1,5 @@
 """Form validation shared by the pages (and later the JSON API): each returns {field: message}."""
+
 import re
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_]{3,32}")

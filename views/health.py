@@ -1,4 +1,5 @@
 """GET /healthz for load balancers: 200 when MySQL answers, 503 otherwise or while draining."""
+
 from views.base import BaseHandler
 
 

@@ -1,4 +1,5 @@
 """The index (newest stories, paging, search) and the theme preference cookie."""
+
 import tornado.web
 
 from views.base import THEMES, BaseHandler, is_local_path

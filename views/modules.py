@@ -1,4 +1,5 @@
 """UI modules: fragments that repeat across templates."""
+
 import tornado.web
 
 
@@ -13,6 +14,12 @@ class Field(tornado.web.UIModule):
     """A labelled input with the user's value kept and its error message beside it."""
 
     def render(self, name, label, values, errors, kind="text", **attrs):
-        return self.render_string("modules/field.html", name=name, label=label, kind=kind,
-                                  value=values.get(name, "") if kind != "password" else "",
-                                  error=errors.get(name), attrs=attrs)
+        return self.render_string(
+            "modules/field.html",
+            name=name,
+            label=label,
+            kind=kind,
+            value=values.get(name, "") if kind != "password" else "",
+            error=errors.get(name),
+            attrs=attrs,
+        )

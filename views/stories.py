@@ -1,4 +1,5 @@
 """A story's page, and new / edit / delete for its owner."""
+
 import tornado.web
 
 from views.base import BaseHandler
