@@ -1,5 +1,7 @@
 """Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
 the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
+import datetime
+import email.utils
 import http.cookies
 import os
 import urllib.parse
@@ -91,7 +93,8 @@ class Client:
             jar = http.cookies.SimpleCookie()
             jar.load(header)
             for name, morsel in jar.items():
-                if morsel["max-age"] == "0" or (morsel["expires"] and "1970" in morsel["expires"]):
+                expires = morsel["expires"] and email.utils.parsedate_to_datetime(morsel["expires"])
+                if morsel["max-age"] == "0" or (expires and expires < datetime.datetime.now(datetime.UTC)):
                     self.cookies.pop(name, None)
                 else:
                     self.cookies[name] = morsel.value

@@ -127,15 +127,26 @@ def server_args(port, database, cookie_secret=TEST_SECRET, extra=()):
     return args + list(extra)
 
 
+def processes_of(args):
+    """How many processes listen, from a --processes=N argument (0 = one per core)."""
+    n = 1
+    for arg in args:
+        if arg.startswith("--processes="):
+            n = int(arg.split("=", 1)[1]) or os.cpu_count()
+    return n
+
+
 def wait_until_healthy(server, port, timeout=20.0):
-    """Poll /healthz until it answers 200; fails with the server's stderr when it dies or hangs."""
+    """Poll until every process listens and /healthz answers 200; fails with the server's stderr
+    when it dies or hangs."""
+    listeners = processes_of(server.args)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise AssertionError("server exited with %s before answering:\n%s"
                                  % (server.proc.returncode, server.stderr))
         try:
-            if get(port, "/healthz", timeout=2).status == 200:
+            if len(tcp_sockets(port, "0A")) >= listeners and get(port, "/healthz", timeout=2).status == 200:
                 return
         except OSError:
             pass

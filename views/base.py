@@ -46,11 +46,6 @@ def is_local_path(target):
     return not parts.scheme and not parts.netloc and not any(ord(c) < 32 for c in target)
 
 
-def page_query(query, page):
-    """The query string for a page of the index, keeping the search."""
-    return urllib.parse.urlencode([(k, v) for k, v in (("q", query), ("page", page)) if v])
-
-
 class SessionMixin:
     """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
 
@@ -94,6 +89,11 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
             self.flash = message.decode()
             self.clear_cookie(FLASH_COOKIE)
 
+    def index_url(self, query="", page=1):
+        """The index URL for a page of results, keeping the search."""
+        params = [(k, v) for k, v in (("q", query), ("page", page if page > 1 else "")) if v]
+        return self.reverse_url("index") + ("?" + urllib.parse.urlencode(params) if params else "")
+
     def get_login_url(self):
         return self.reverse_url("login")
 
@@ -108,7 +108,7 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
             theme=theme if theme in THEMES else "",
             field_errors={},
             values={},
-            url_escape_query=page_query,
+            index_url=self.index_url,
         )
         return namespace
 

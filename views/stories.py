@@ -22,7 +22,7 @@ class StoryBaseHandler(BaseHandler):
         return story
 
     def story_form(self):
-        title = self.get_body_argument("title", "")
+        title = " ".join(self.get_body_argument("title", "").split())  # one line, single spaces
         # The body keeps its own line breaks and indentation; control characters become spaces.
         body = self.get_body_argument("body", "", strip=False)
         return {"title": title, "body": body}, story_errors(title, body)
@@ -31,6 +31,8 @@ class StoryBaseHandler(BaseHandler):
 class StoryHandler(StoryBaseHandler):
     async def get(self, story_id):
         story = await self.get_story(story_id)
+        if story_id != str(story["id"]):  # /story/007 → /story/7
+            return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
         self.render("story.html", story=story)
 
 

@@ -1,0 +1,417 @@
+"""The index over real HTTP and a real MariaDB: empty states, 20 stories a page newest first,
+the page argument, literal search, the theme preference cookie, and links built from the routes."""
+
+import email.utils
+import http.cookies
+import re
+import urllib.parse
+
+import pymysql
+import pytest
+
+from models import markdown
+from models.db import connect_args
+
+INVALID_PAGE = "Invalid page."
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def connect(db_settings):
+    s = db_settings
+    return pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], s["database"]))
+
+
+def add_stories(db_settings, stories, username="writer"):
+    """A member, then (title, body) pairs inserted in order straight into the tables; returns the ids."""
+    con = connect(db_settings)
+    try:
+        with con.cursor() as cur:
+            cur.execute("INSERT INTO users (username, password_hash) VALUES (%s, 'not-a-hash')", (username,))
+            user_id = cur.lastrowid
+            ids = []
+            for title, body in stories:
+                cur.execute(
+                    "INSERT INTO stories (user_id, title, body, body_html) VALUES (%s, %s, %s, %s)",
+                    (user_id, title, body, markdown.render(body)),
+                )
+                ids.append(cur.lastrowid)
+            return ids
+    finally:
+        con.close()
+
+
+def add_numbered(db_settings, n, title="Story %d"):
+    return add_stories(db_settings, [(title % i, "Body of story %d." % i) for i in range(1, n + 1)])
+
+
+def text(response):
+    return response.body.decode("utf-8")
+
+
+def card_ids(page):
+    """The story ids of the cards on a page, in order."""
+    return [int(i) for i in re.findall(r'<article class="story-card">\s*<h3><a href="/story/(\d+)">', page)]
+
+
+def card_titles(page):
+    return re.findall(r'<article class="story-card">\s*<h3><a href="/story/\d+">(.*?)</a>', page)
+
+
+def pager_link(page, rel):
+    """The href of the pager's rel=prev/next link, unescaped, or None."""
+    m = re.search(r'<a href="([^"]*)" rel="%s">' % rel, page)
+    return m and m.group(1).replace("&amp;", "&")
+
+
+def empty_state(page):
+    m = re.search(r'<p class="empty">\s*(.*?)\s*</p>', page, re.S)
+    return m and m.group(1)
+
+
+def assert_400_page(response, message):
+    assert response.code == 400
+    assert response.headers["Content-Type"].startswith("text/html")
+    page = text(response)
+    assert "<h1>400 · Bad Request</h1>" in page
+    assert "<p>%s</p>" % message in page
+
+
+def search(q, page=None):
+    params = [("q", q)] + ([("page", page)] if page else [])
+    return "/?" + urllib.parse.urlencode(params)
+
+
+# --- empty states and paging -------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_empty_index_invites_to_join(client):
+    r = await client.get("/")
+    assert r.code == 200
+    page = text(r)
+    assert card_ids(page) == []
+    assert empty_state(page) == 'No stories yet. <a href="/register">Join</a> and write the first one.'
+    assert pager_link(page, "next") is None and pager_link(page, "prev") is None
+
+
+@pytest.mark.gen_test
+async def test_empty_index_invites_a_member_to_write(client):
+    await client.register("alice")
+    page = text(await client.get("/"))
+    assert empty_state(page) == 'No stories yet. <a href="/story/new">Write the first one</a>.'
+
+
+@pytest.mark.gen_test
+async def test_twenty_a_page_newest_first(client, db_settings):
+    ids = add_numbered(db_settings, 25)
+    page = text(await client.get("/"))
+    assert card_ids(page) == ids[::-1][:20]
+    assert card_titles(page)[0] == "Story 25" and card_titles(page)[-1] == "Story 6"
+    assert empty_state(page) is None
+    assert pager_link(page, "next") == "/?page=2"
+    assert pager_link(page, "prev") is None
+
+    page = text(await client.get("/?page=2"))
+    assert card_ids(page) == ids[::-1][20:]
+    assert pager_link(page, "next") is None
+    assert pager_link(page, "prev") == "/"
+
+
+@pytest.mark.parametrize("count,has_next", [(20, False), (21, True)])
+@pytest.mark.gen_test
+async def test_older_link_only_when_there_is_a_next_page(client, db_settings, count, has_next):
+    add_numbered(db_settings, count)
+    page = text(await client.get("/"))
+    assert len(card_ids(page)) == 20
+    assert (pager_link(page, "next") == "/?page=2") is has_next
+    assert ("Older →" in page) is has_next
+
+
+@pytest.mark.gen_test
+async def test_page_past_the_end_is_an_empty_200(client, db_settings):
+    add_numbered(db_settings, 3)
+    r = await client.get("/?page=2")
+    assert r.code == 200
+    page = text(r)
+    assert card_ids(page) == []
+    assert empty_state(page) == 'There are no more stories. <a href="/">Back to the newest</a>.'
+    assert pager_link(page, "next") is None
+    r = await client.get("/?page=100000")
+    assert r.code == 200 and "There are no more stories." in text(r)
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "-1", "abc", "1e3", "٣", "１", "+2", "1.0", " 2x", "00", "100001", "99999999999999999999"]
+)
+@pytest.mark.gen_test
+async def test_bad_page_argument_is_a_400_page(client, db_settings, value):
+    add_numbered(db_settings, 1)
+    r = await client.get("/?" + urllib.parse.urlencode({"page": value}))
+    assert_400_page(r, INVALID_PAGE)
+
+
+@pytest.mark.gen_test
+async def test_story_cards(client, db_settings):
+    long_body = "x" * 300
+    [short_id, long_id] = add_stories(
+        db_settings, [("<Short> & sweet", "Just *this*."), ("Long", long_body)], username="carol"
+    )
+    page = text(await client.get("/"))
+    assert '<h3><a href="/story/%d">&lt;Short&gt; &amp; sweet</a></h3>' % short_id in page
+    assert '<h3><a href="/story/%d">Long</a></h3>' % long_id in page
+    assert page.count("by <strong>carol</strong>") == 2
+    assert "<p>Just *this*.</p>" in page  # the excerpt is plain text, not rendered
+    assert "<p>%s…</p>" % ("x" * 280) in page
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_search_matches_title_or_body(client, db_settings):
+    [in_title, in_body, _] = add_stories(
+        db_settings,
+        [
+            ("The lighthouse keeper", "A story about the sea."),
+            ("Night shift", "She climbed the lighthouse stairs."),
+            ("Unrelated", "Nothing to see."),
+        ],
+    )
+    r = await client.get(search("lighthouse"))
+    assert r.code == 200
+    page = text(r)
+    assert sorted(card_ids(page)) == sorted([in_title, in_body])
+    assert "Stories matching “lighthouse”" in page
+    assert 'value="lighthouse"' in page
+    assert "<title>Search: lighthouse · Storyhouse</title>" in page
+
+
+@pytest.mark.parametrize(
+    "q,matching,not_matching",
+    [
+        ("50%", "Only 50% done", "Only 500 done"),
+        ("%", "100% sure", "No percent here"),
+        ("a_c", "the a_c file", "the abc file"),
+        ("_", "snake_case", "plain"),
+        ("\\", "back\\slash", "backslash"),
+        ("k\\s", "back\\slash", "backs"),
+        ("\\%", "odd \\% pair", "odd % pair"),
+        ("'", "it's", "its"),
+        ('"', 'say "hi"', "say hi"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_search_wildcards_match_literally(client, db_settings, q, matching, not_matching):
+    # One story carries the text in its title, one in its body; the decoy must match neither way.
+    [t_id, b_id, _, _] = add_stories(
+        db_settings,
+        [
+            (matching, "body"),
+            ("title", "In the body: " + matching),
+            (not_matching, "body"),
+            ("title", "In the body: " + not_matching),
+        ],
+    )
+    page = text(await client.get(search(q)))
+    assert sorted(card_ids(page)) == sorted([t_id, b_id])
+
+
+@pytest.mark.gen_test
+async def test_search_with_no_match(client, db_settings):
+    add_numbered(db_settings, 3)
+    r = await client.get(search("zebra"))
+    assert r.code == 200
+    page = text(r)
+    assert card_ids(page) == []
+    assert empty_state(page) == 'No story matches “zebra”. <a href="/">See all stories</a>.'
+
+
+@pytest.mark.gen_test
+async def test_search_is_case_insensitive_and_finds_unicode(client, db_settings):
+    [first, second] = add_stories(db_settings, [("Dragon tales", "x"), ("龍の話", "中文 😀 内容")])
+    assert card_ids(text(await client.get(search("DRAGON")))) == [first]
+    assert card_ids(text(await client.get(search("😀")))) == [second]
+    assert card_ids(text(await client.get(search("龍")))) == [second]
+
+
+@pytest.mark.gen_test
+async def test_search_text_is_escaped(client, db_settings):
+    add_numbered(db_settings, 1)
+    page = text(await client.get(search('<script>alert("q")</script>')))
+    assert "<script" not in page.lower()
+    assert "No story matches “&lt;script&gt;alert(&quot;q&quot;)&lt;/script&gt;”" in page
+
+
+@pytest.mark.gen_test
+async def test_search_length_limit(client, db_settings):
+    add_stories(db_settings, [("q" * 200, "body")])
+    r = await client.get(search("q" * 200))
+    assert r.code == 200 and len(card_ids(text(r))) == 1
+    assert_400_page(await client.get(search("q" * 201)), "Search text is too long.")
+    assert_400_page(await client.get(search("中" * 201)), "Search text is too long.")
+
+
+@pytest.mark.gen_test
+async def test_search_pages_keep_the_query(client, db_settings):
+    matching = add_stories(db_settings, [("Fox & 50%% story %d" % i, "b") for i in range(1, 23)])
+    add_stories(db_settings, [("Other %d" % i, "b") for i in range(5)], username="other")
+    q = "fox & 50%"
+    page = text(await client.get(search(q)))
+    assert card_ids(page) == matching[::-1][:20]
+    older = pager_link(page, "next")
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(older).query) == {"q": [q], "page": ["2"]}
+
+    page = text(await client.get(older))
+    assert card_ids(page) == matching[::-1][20:]
+    assert pager_link(page, "next") is None
+    newer = pager_link(page, "prev")
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(newer).query) == {"q": [q]}
+
+
+@pytest.mark.gen_test
+async def test_search_validates_the_page_too(client):
+    assert_400_page(await client.get(search("x", page="0")), INVALID_PAGE)
+
+
+@pytest.mark.parametrize("query_string", ["q=%FF", "page=%FF", "q=%C3%28"])
+@pytest.mark.gen_test
+async def test_invalid_utf8_in_the_query_is_a_400(client, query_string):
+    r = await client.get("/?" + query_string)
+    assert r.code == 400
+    assert "<h1>400 · Bad Request</h1>" in text(r)
+
+
+@pytest.mark.gen_test
+async def test_search_page_past_the_end_does_not_deny_the_matches(client, db_settings):
+    add_stories(db_settings, [("Fox %d" % i, "b") for i in range(3)])
+    r = await client.get(search("fox", page="2"))
+    assert r.code == 200
+    state = empty_state(text(r))
+    assert state is not None
+    assert "No story matches" not in state
+    assert "no more stories" in state
+
+
+# --- the theme preference cookie ---------------------------------------------------------------
+
+
+def set_cookie(response, name):
+    """The Set-Cookie morsel for name, or None."""
+    for header in response.headers.get_list("Set-Cookie"):
+        jar = http.cookies.SimpleCookie()
+        jar.load(header)
+        if name in jar:
+            return jar[name]
+    return None
+
+
+def html_tag(page):
+    return re.search(r"<html[^>]*>", page).group(0)
+
+
+@pytest.mark.gen_test
+async def test_theme_cookie_sets_data_theme(client):
+    assert "data-theme" not in html_tag(text(await client.get("/")))
+    r = await client.post("/theme", {"theme": "dark", "next": "/"})
+    assert r.code == 302 and r.headers["Location"] == "/"
+    morsel = set_cookie(r, "theme")
+    assert morsel.value == "dark"  # plain, not signed
+    assert morsel["httponly"] == "" and morsel["samesite"] == "Lax"
+    assert html_tag(text(await client.get("/"))) == '<html lang="en" data-theme="dark">'
+
+    await client.post("/theme", {"theme": "light"})
+    assert html_tag(text(await client.get("/"))) == '<html lang="en" data-theme="light">'
+
+
+@pytest.mark.gen_test
+async def test_theme_is_on_every_page_including_errors(client):
+    await client.post("/theme", {"theme": "dark"})
+    for path in ("/login", "/story/424242", "/?page=0"):
+        assert 'data-theme="dark"' in html_tag(text(await client.get(path))), path
+
+
+@pytest.mark.parametrize("theme", ["", "purple", 'dark" onload="x', "DARK"])
+@pytest.mark.gen_test
+async def test_invalid_theme_clears_the_cookie(client, theme):
+    await client.post("/theme", {"theme": "dark"})
+    r = await client.post("/theme", {"theme": theme})
+    assert r.code == 302
+    morsel = set_cookie(r, "theme")
+    assert morsel is not None and morsel.value == ""
+    expires = email.utils.parsedate_to_datetime(morsel["expires"])
+    assert expires.timestamp() < email.utils.parsedate_to_datetime(r.headers["Date"]).timestamp()
+    # The browser drops it; the page goes back to the automatic theme.
+    client.cookies.pop("theme", None)
+    assert "data-theme" not in html_tag(text(await client.get("/")))
+
+
+@pytest.mark.gen_test
+async def test_a_forged_theme_cookie_is_ignored(client):
+    r = await client.get("/", headers={"Cookie": 'theme=evil"><x'})
+    assert html_tag(text(r)) == '<html lang="en">'
+
+
+@pytest.mark.parametrize(
+    "next_url,location",
+    [
+        ("/story/7?x=1", "/story/7?x=1"),
+        ("/login", "/login"),
+        ("", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("/a\r\nSet-Cookie: x=1", "/"),
+        ("http:/evil.example", "/"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_theme_next_only_goes_to_local_paths(client, next_url, location):
+    r = await client.post("/theme", {"theme": "dark", "next": next_url})
+    assert r.code == 302
+    assert r.headers["Location"] == location
+
+
+@pytest.mark.gen_test
+async def test_theme_needs_the_xsrf_token(client):
+    r = await client.post("/theme", {"theme": "dark"}, xsrf=False)
+    assert r.code == 403
+    assert set_cookie(r, "theme") is None
+
+
+@pytest.mark.gen_test
+async def test_theme_form_returns_to_the_current_page(client, db_settings):
+    [story_id] = add_numbered(db_settings, 1)
+    page = text(await client.get("/story/%d" % story_id))
+    form = re.search(r'<form method="post" action="([^"]*)" class="theme-form">(.*?)</form>', page, re.S)
+    assert form.group(1) == "/theme"
+    assert '<input type="hidden" name="next" value="/story/%d">' % story_id in form.group(2)
+    assert 'name="_xsrf"' in form.group(2)
+
+
+# --- links come from the route table -----------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_links_match_the_named_routes(app, client, db_settings):
+    [story_id] = add_numbered(db_settings, 1)
+    page = text(await client.get("/"))
+    for href in (
+        app.reverse_url("story", story_id),
+        app.reverse_url("login"),
+        app.reverse_url("register"),
+        app.reverse_url("index"),
+    ):
+        assert 'href="%s"' % href in page, href
+    assert 'action="%s"' % app.reverse_url("theme") in page
+    assert '<form method="get" action="%s" role="search">' % app.reverse_url("index") in page
+
+    await client.register("alice")
+    page = text(await client.get("/"))
+    for href in (app.reverse_url("story_new"), app.reverse_url("account")):
+        assert 'href="%s"' % href in page, href
+    assert 'action="%s"' % app.reverse_url("logout") in page

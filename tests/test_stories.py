@@ -1,0 +1,598 @@
+"""Stories over real HTTP and a real MariaDB: create (POST/redirect/GET), the story page, form
+validation, Markdown safety, edit/delete for the owner only, and the 404/301 routes."""
+
+import datetime
+import html.parser
+import re
+
+import pymysql
+import pytest
+from tornado.escape import xhtml_escape
+
+from models.db import connect_args
+from views.forms import MESSAGES
+
+NOT_ALLOWED = "You are not allowed to do that."
+NOT_FOUND = "There is nothing here."
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def query(db_settings, sql, params=()):
+    """Run one statement on a connection of its own; returns all rows (dicts)."""
+    s = db_settings
+    con = pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], s["database"]))
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+def stored(db_settings, story_id):
+    rows = query(db_settings, "SELECT * FROM stories WHERE id = %s", (story_id,))
+    return rows[0] if rows else None
+
+
+def story_count(db_settings):
+    return query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"]
+
+
+def text(response):
+    return response.body.decode("utf-8")
+
+
+def field_error(page, field):
+    """The message shown next to a field, or None."""
+    m = re.search(r'<small id="error-%s" class="field-error">(.*?)</small>' % field, page, re.S)
+    return m and m.group(1)
+
+
+def input_value(page, name):
+    m = re.search(r'<input id="field-%s"[^>]* value="([^"]*)"' % name, page)
+    return m and m.group(1)
+
+
+def textarea_value(page, name):
+    m = re.search(r'<textarea id="field-%s"[^>]*>(.*?)</textarea>' % name, page, re.S)
+    return m and m.group(1)
+
+
+def tags(markup):
+    """Every start tag in markup as (name, {attribute: value}), as a browser would parse them."""
+    found = []
+
+    class Parser(html.parser.HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    Parser().feed(markup)
+    return found
+
+
+def story_body_html(page):
+    m = re.search(r'<div class="story-body">(.*?)</div>', page, re.S)
+    assert m, page
+    return m.group(1)
+
+
+async def member(make_client, name):
+    c = make_client()
+    r = await c.register(name, "correct horse")
+    assert r.code == 302, r.body
+    return c
+
+
+def assert_error_page(response, status, message):
+    assert response.code == status
+    assert response.headers["Content-Type"].startswith("text/html")
+    page = text(response)
+    assert "<h1>%d · " % status in page, page
+    assert "<p>%s</p>" % message in page
+    assert "Traceback" not in page
+
+
+# --- create and read ---------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_create_redirects_to_the_new_story_and_flashes(client, db_settings):
+    await client.register("alice")
+    r = await client.post("/story/new", {"title": "First light", "body": "It *was* a **bright** day."})
+    assert r.code == 302
+    row = query(db_settings, "SELECT id FROM stories")
+    assert len(row) == 1
+    assert r.headers["Location"] == "/story/%d" % row[0]["id"]
+
+    path = r.headers["Location"]
+    r = await client.get(path)
+    assert r.code == 200
+    page = text(r)
+    assert '<p class="flash" role="status">Story published.</p>' in page
+    assert "<h1>First light</h1>" in page
+    assert "<title>First light · Storyhouse</title>" in page
+    assert "by <strong>alice</strong>" in page
+    assert story_body_html(page) == "<p>It <em>was</em> a <strong>bright</strong> day.</p>\n"
+    # The flash is shown once.
+    r = await client.get(path)
+    assert "Story published." not in text(r)
+
+
+@pytest.mark.gen_test
+async def test_new_ids_come_from_lastrowid(client, db_settings):
+    await client.register("alice")
+    first = await client.new_story("One", "1")
+    second = await client.new_story("Two", "2")
+    assert second == first + 1
+    assert stored(db_settings, first)["title"] == "One"
+    assert stored(db_settings, second)["title"] == "Two"
+
+
+@pytest.mark.gen_test
+async def test_story_page_shows_date_in_utc(client, db_settings):
+    await client.register("alice")
+    story_id = await client.new_story()
+    created = stored(db_settings, story_id)["created_at"]
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs((now - created).total_seconds()) < 120, "created_at is not stored in UTC"
+    page = text(await client.get("/story/%d" % story_id))
+    assert (
+        '<time datetime="%sZ">%s UTC</time>' % (created.isoformat(), created.strftime("%d %b %Y, %H:%M"))
+        in page
+    )
+    assert "· edited" not in page
+
+
+@pytest.mark.gen_test
+async def test_author_name_comes_from_the_users_table(client, db_settings, make_client):
+    await client.register("alice")
+    story_id = await client.new_story()
+    query(db_settings, "UPDATE users SET username = 'alicia' WHERE username = 'alice'")
+    page = text(await make_client().get("/story/%d" % story_id))
+    assert "by <strong>alicia</strong>" in page
+
+
+@pytest.mark.gen_test
+async def test_story_is_public_and_only_the_owner_sees_edit(client, make_client):
+    await client.register("alice")
+    story_id = await client.new_story()
+    edit_link = '<a href="/story/%d/edit"' % story_id
+    assert edit_link in text(await client.get("/story/%d" % story_id))
+    anonymous = make_client()
+    r = await anonymous.get("/story/%d" % story_id)
+    assert r.code == 200 and edit_link not in text(r)
+    bob = await member(make_client, "bob")
+    r = await bob.get("/story/%d" % story_id)
+    assert r.code == 200 and edit_link not in text(r)
+
+
+@pytest.mark.gen_test
+async def test_new_story_needs_login(client, db_settings):
+    r = await client.get("/story/new")
+    assert r.code == 302 and r.headers["Location"] == "/login?next=%2Fstory%2Fnew"
+    r = await client.post("/story/new", {"title": "T", "body": "B"})
+    assert_error_page(r, 403, NOT_ALLOWED)
+    assert story_count(db_settings) == 0
+
+
+@pytest.mark.gen_test
+async def test_new_story_form(client):
+    await client.register("alice")
+    r = await client.get("/story/new")
+    assert r.code == 200
+    page = text(r)
+    assert '<form method="post" action="/story/new">' in page
+    assert 'name="_xsrf"' in page
+    assert input_value(page, "title") == "" and textarea_value(page, "body") == ""
+    assert "danger-zone" not in page
+
+
+# --- form validation ---------------------------------------------------------------------------
+
+KEPT_TITLE = "<i>\"kept\" & 'title'</i>"
+KEPT_BODY = "<b>\"kept\" & 'body'</b>\n  indented"
+
+REJECTED = [
+    # (case, title, body, field with the message, message key)
+    ("empty title", "", KEPT_BODY, "title", "title_empty"),
+    ("whitespace title", " \t  ", KEPT_BODY, "title", "title_empty"),
+    ("control-character title", "\x00\x01", KEPT_BODY, "title", "title_empty"),
+    ("201-char title", "t" * 201, KEPT_BODY, "title", "title_long"),
+    ("empty body", KEPT_TITLE, "", "body", "body_empty"),
+    ("whitespace body", KEPT_TITLE, " \n\t\n  ", "body", "body_empty"),
+    ("120 KB of CJK body", KEPT_TITLE, "中" * 40000, "body", "body_long"),
+    ("100 KB + 1 byte body", KEPT_TITLE, "a" * (100 * 1024 + 1), "body", "body_long"),
+    ("100 KB - 1 byte + one 3-byte char", KEPT_TITLE, "a" * (100 * 1024 - 1) + "中", "body", "body_long"),
+]
+
+
+@pytest.mark.parametrize("case,title,body,field,key", REJECTED, ids=[r[0] for r in REJECTED])
+@pytest.mark.gen_test
+async def test_rejected_story_input(client, db_settings, case, title, body, field, key):
+    await client.register("alice")
+    r = await client.post("/story/new", {"title": title, "body": body})
+    assert r.code == 400
+    page = text(r)
+    assert field_error(page, field) == MESSAGES[key]
+    assert page.count('class="field-error"') == 1
+    assert 'aria-invalid="true" aria-describedby="error-%s"' % field in page
+    # The user's values are kept, escaped (the title is stripped, as get_argument does).
+    assert input_value(page, "title") == xhtml_escape(title.strip("\x00\x01 \t"))
+    assert textarea_value(page, "body") == xhtml_escape(body)
+    assert "<i>" not in page and "<b>" not in page
+    assert '<form method="post" action="/story/new">' in page
+    assert story_count(db_settings) == 0
+
+
+@pytest.mark.gen_test
+async def test_both_fields_wrong_show_both_messages(client, db_settings):
+    await client.register("alice")
+    r = await client.post("/story/new", {"title": "", "body": ""})
+    assert r.code == 400
+    page = text(r)
+    assert field_error(page, "title") == MESSAGES["title_empty"]
+    assert field_error(page, "body") == MESSAGES["body_empty"]
+    assert story_count(db_settings) == 0
+
+
+@pytest.mark.gen_test
+async def test_missing_fields_are_validation_errors(client, db_settings):
+    await client.register("alice")
+    r = await client.post("/story/new", {})
+    assert r.code == 400
+    page = text(r)
+    assert field_error(page, "title") == MESSAGES["title_empty"]
+    assert field_error(page, "body") == MESSAGES["body_empty"]
+    assert story_count(db_settings) == 0
+
+
+@pytest.mark.gen_test
+async def test_invalid_utf8_is_a_400_not_a_500(client, db_settings):
+    await client.register("alice")
+    if not client.xsrf:
+        await client.get("/login")
+    body = "title=%FF%FE&body=ok&_xsrf=" + client.xsrf
+    r = await client.fetch("/story/new", "POST", body)
+    assert_error_page(r, 400, "The request could not be understood.")
+    assert story_count(db_settings) == 0
+
+
+SQL_TITLE = 'It\'s "quoted" \\ 100% a_b -- ; DROP TABLE stories; --'
+SQL_BODY = "O'Brien said \"hi\" \\ back\\slash 100% a_b_c -- '; DELETE FROM users; --"
+UNICODE_TITLE = "中文标题 😀 👨‍👩‍👧 café"
+UNICODE_BODY = "你好，世界。\n\nEmoji: 🎉👍🏽 and ZWJ 👩‍💻, accents: naïve Ångström, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢."
+
+ACCEPTED = [
+    # (case, title sent, body sent, title stored, body stored)
+    ("200-char title", "t" * 200, "body", "t" * 200, "body"),
+    ("200 emoji title", "😀" * 200, "body", "😀" * 200, "body"),
+    ("title stripped", "  padded  ", "body", "padded", "body"),
+    ("exactly 100 KB body", "T", "a" * (100 * 1024), "T", "a" * (100 * 1024)),
+    ("just under 100 KB of CJK", "T", "中" * 34133, "T", "中" * 34133),
+    ("SQL metacharacters", SQL_TITLE, SQL_BODY, SQL_TITLE, SQL_BODY),
+    ("unicode and emoji", UNICODE_TITLE, UNICODE_BODY, UNICODE_TITLE, UNICODE_BODY),
+    ("NUL becomes a space", "a\x00b", "x\x00y", "a b", "x y"),
+    ("body keeps its indentation", "T", "    code\n\ntext  ", "T", "    code\n\ntext  "),
+]
+
+
+@pytest.mark.parametrize("case,title,body,want_title,want_body", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+@pytest.mark.gen_test
+async def test_accepted_story_input_round_trips(
+    client, db_settings, case, title, body, want_title, want_body
+):
+    await client.register("alice")
+    story_id = await client.new_story(title, body)
+    row = stored(db_settings, story_id)
+    assert row["title"] == want_title
+    assert row["body"] == want_body
+    page = text(await client.get("/story/%d" % story_id))
+    assert "<h1>%s</h1>" % xhtml_escape(want_title) in page
+    # The edit form gives back exactly what was stored.
+    page = text(await client.get("/story/%d/edit" % story_id))
+    assert input_value(page, "title") == xhtml_escape(want_title)
+    assert textarea_value(page, "body") == xhtml_escape(want_body)
+
+
+@pytest.mark.gen_test
+async def test_sql_metacharacters_are_shown_literally(client, db_settings):
+    await client.register("alice")
+    story_id = await client.new_story(SQL_TITLE, SQL_BODY)
+    page = text(await client.get("/story/%d" % story_id))
+    assert "<h1>It&#x27;s &quot;quoted&quot; \\ 100% a_b -- ; DROP TABLE stories; --</h1>" in page
+    body = story_body_html(page)
+    assert "O'Brien said &quot;hi&quot; \\ back\\slash 100% a_b_c -- '; DELETE FROM users; --" in body
+    assert query(db_settings, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 1
+
+
+@pytest.mark.gen_test
+async def test_unicode_is_shown_unchanged(client):
+    await client.register("alice")
+    story_id = await client.new_story(UNICODE_TITLE, UNICODE_BODY)
+    r = await client.get("/story/%d" % story_id)
+    assert r.headers["Content-Type"] == "text/html; charset=UTF-8"
+    page = text(r)
+    assert "<h1>%s</h1>" % UNICODE_TITLE in page
+    assert "Emoji: 🎉👍🏽 and ZWJ 👩‍💻, accents: naïve Ångström, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢." in story_body_html(page)
+
+
+# --- Markdown safety ---------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_raw_html_is_escaped_not_stripped(client):
+    await client.register("alice")
+    title = "<script>alert('t')</script>"
+    body = (
+        "Hello <script>alert(1)</script> and <b>bold</b> and <img src=x onerror=alert(2)>\n\n<div>block</div>"
+    )
+    story_id = await client.new_story(title, body)
+    page = text(await client.get("/story/%d" % story_id))
+    rendered = story_body_html(page)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered
+    assert "&lt;b&gt;bold&lt;/b&gt;" in rendered
+    assert "&lt;img src=x onerror=alert(2)&gt;" in rendered
+    assert "&lt;div&gt;block&lt;/div&gt;" in rendered
+    assert "<h1>&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt;</h1>" in page
+    assert "<script" not in page.lower()
+    assert "<b>" not in page and "<img" not in page and "<div>" not in page
+
+
+@pytest.mark.gen_test
+async def test_markdown_still_renders(client):
+    await client.register("alice")
+    body = "# Heading\n\n*em* **strong** ~~gone~~ `<code>`\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    story_id = await client.new_story("md", body)
+    rendered = story_body_html(text(await client.get("/story/%d" % story_id)))
+    for fragment in (
+        "<h1>Heading</h1>",
+        "<em>em</em>",
+        "<strong>strong</strong>",
+        "<del>gone</del>",
+        "<code>&lt;code&gt;</code>",
+        "<li>one</li>",
+        "<table>",
+        "<td>1</td>",
+    ):
+        assert fragment in rendered
+
+
+BAD_LINKS = [
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x]( javascript:alert(1))",
+    "[x](<javascript:alert(1)>)",
+    "[x](javascript%3Aalert(1))",
+    "[x](%6A%61vascript:alert(1))",
+    "[x](java&#115;cript:alert(1))",
+    "[x](&#x6A;avascript:alert(1))",
+    "[x](java%0Ascript:alert(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "[x](data:image/png;base64,iVBORw0KGgo=)",
+    "[x](vbscript:msgbox(1))",
+    "[x](file:///etc/passwd)",
+    "[x][ref]\n\n[ref]: javascript:alert(1)",
+    "<javascript:alert(1)>",
+    "![x](javascript:alert(1))",
+]
+
+
+@pytest.mark.parametrize("markdown", BAD_LINKS)
+@pytest.mark.gen_test
+async def test_dangerous_links_are_neutralised(client, markdown):
+    await client.register("alice")
+    story_id = await client.new_story("links", markdown)
+    body = story_body_html(text(await client.get("/story/%d" % story_id)))
+    urls = [attrs.get("href", attrs.get("src")) for tag, attrs in tags(body) if tag in ("a", "img")]
+    assert urls == ["#"], body  # the link is still there, only its target is neutralised
+
+
+GOOD_LINKS = [
+    ("[x](http://example.com/a?b=1&c=2)", "http://example.com/a?b=1&amp;c=2"),
+    ("[x](https://example.com/b)", "https://example.com/b"),
+    ("[x](HTTPS://example.com/c)", "HTTPS://example.com/c"),
+    ("[x](mailto:someone@example.com)", "mailto:someone@example.com"),
+    ("<https://example.com/auto>", "https://example.com/auto"),
+    ("see https://example.com/bare here", "https://example.com/bare"),
+]
+
+
+@pytest.mark.parametrize("markdown,href", GOOD_LINKS)
+@pytest.mark.gen_test
+async def test_http_https_mailto_links_are_kept(client, markdown, href):
+    await client.register("alice")
+    story_id = await client.new_story("links", markdown)
+    rendered = story_body_html(text(await client.get("/story/%d" % story_id)))
+    assert re.search(r'<a [^>]*href="%s"' % re.escape(href), rendered), rendered
+
+
+@pytest.mark.gen_test
+async def test_link_attributes_cannot_be_broken_out_of(client):
+    await client.register("alice")
+    body = '[x](<http://e.com/" onmouseover="alert(1)>) ![a" onerror="alert(2)](http://e.com/i.png)'
+    story_id = await client.new_story("attrs", body)
+    body = story_body_html(text(await client.get("/story/%d" % story_id)))
+    found = tags(body)
+    assert [t for t, _ in found] == ["p", "a", "img"], body
+    for _, attrs in found:
+        assert not [name for name in attrs if name.startswith("on")], body
+    assert found[1][1]["href"] == "http://e.com/%22%20onmouseover=%22alert(1)"
+    assert found[2][1]["alt"] == 'a" onerror="alert(2)'
+
+
+# --- edit and delete ---------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_owner_edits_a_story(client, db_settings):
+    await client.register("alice")
+    story_id = await client.new_story("Old <title>", "Old & body")
+    r = await client.get("/story/%d/edit" % story_id)
+    assert r.code == 200
+    page = text(r)
+    assert '<form method="post" action="/story/%d/edit">' % story_id in page
+    assert '<form method="post" action="/story/%d/delete"' % story_id in page
+    assert input_value(page, "title") == "Old &lt;title&gt;"
+    assert textarea_value(page, "body") == "Old &amp; body"
+
+    # Make the story older so that the "edited" mark can show.
+    query(
+        db_settings,
+        "UPDATE stories SET created_at = created_at - INTERVAL 1 HOUR,"
+        " updated_at = updated_at - INTERVAL 1 HOUR WHERE id = %s",
+        (story_id,),
+    )
+    r = await client.post("/story/%d/edit" % story_id, {"title": "New title", "body": "New *body*"})
+    assert r.code == 302 and r.headers["Location"] == "/story/%d" % story_id
+    row = stored(db_settings, story_id)
+    assert (row["title"], row["body"]) == ("New title", "New *body*")
+    assert row["body_html"] == "<p>New <em>body</em></p>\n"
+    assert row["updated_at"] > row["created_at"]
+
+    page = text(await client.get("/story/%d" % story_id))
+    assert '<p class="flash" role="status">Story saved.</p>' in page
+    assert "<h1>New title</h1>" in page and "<em>body</em>" in page
+    assert "· edited" in page
+    assert story_count(db_settings) == 1
+
+
+EDIT_REJECTED = [
+    r for r in REJECTED if r[0] in ("empty title", "201-char title", "whitespace body", "120 KB of CJK body")
+]
+
+
+@pytest.mark.parametrize("case,title,body,field,key", EDIT_REJECTED, ids=[r[0] for r in EDIT_REJECTED])
+@pytest.mark.gen_test
+async def test_edit_validation_keeps_values(client, db_settings, case, title, body, field, key):
+    await client.register("alice")
+    story_id = await client.new_story("Original", "Original body")
+    r = await client.post("/story/%d/edit" % story_id, {"title": title, "body": body})
+    assert r.code == 400
+    page = text(r)
+    assert field_error(page, field) == MESSAGES[key]
+    assert input_value(page, "title") == xhtml_escape(title.strip(" \t"))
+    assert textarea_value(page, "body") == xhtml_escape(body)
+    assert '<form method="post" action="/story/%d/edit">' % story_id in page
+    row = stored(db_settings, story_id)
+    assert (row["title"], row["body"]) == ("Original", "Original body")
+
+
+@pytest.mark.gen_test
+async def test_owner_deletes_a_story(client, db_settings):
+    await client.register("alice")
+    keep = await client.new_story("Keep", "k")
+    story_id = await client.new_story("Doomed", "d")
+    r = await client.post("/story/%d/delete" % story_id)
+    assert r.code == 302 and r.headers["Location"] == "/"
+    assert stored(db_settings, story_id) is None
+    assert stored(db_settings, keep) is not None
+    r = await client.get("/")
+    page = text(r)
+    assert '<p class="flash" role="status">Story deleted.</p>' in page
+    assert "Doomed" not in page and "Keep" in page
+    assert_error_page(await client.get("/story/%d" % story_id), 404, NOT_FOUND)
+    assert_error_page(await client.post("/story/%d/delete" % story_id), 404, NOT_FOUND)
+
+
+@pytest.mark.gen_test
+async def test_another_member_gets_403_and_nothing_changes(client, db_settings, make_client):
+    await client.register("alice")
+    story_id = await client.new_story("Alice's", "Mine")
+    before = stored(db_settings, story_id)
+    bob = await member(make_client, "bob")
+
+    assert_error_page(await bob.get("/story/%d/edit" % story_id), 403, NOT_ALLOWED)
+    assert_error_page(
+        await bob.post("/story/%d/edit" % story_id, {"title": "Bob's", "body": "Stolen"}), 403, NOT_ALLOWED
+    )
+    # Invalid input from a stranger is still a 403, not a form.
+    assert_error_page(
+        await bob.post("/story/%d/edit" % story_id, {"title": "", "body": ""}), 403, NOT_ALLOWED
+    )
+    assert_error_page(await bob.post("/story/%d/delete" % story_id), 403, NOT_ALLOWED)
+    assert stored(db_settings, story_id) == before
+
+
+@pytest.mark.gen_test
+async def test_anonymous_cannot_edit_or_delete(client, db_settings, make_client):
+    await client.register("alice")
+    story_id = await client.new_story("Alice's", "Mine")
+    before = stored(db_settings, story_id)
+    anon = make_client()
+    r = await anon.get("/story/%d/edit" % story_id)
+    assert r.code == 302 and r.headers["Location"] == "/login?next=%%2Fstory%%2F%d%%2Fedit" % story_id
+    # With a valid XSRF token: refused because nobody is logged in.
+    assert_error_page(await anon.post("/story/%d/delete" % story_id), 403, NOT_ALLOWED)
+    assert_error_page(
+        await anon.post("/story/%d/edit" % story_id, {"title": "x", "body": "y"}), 403, NOT_ALLOWED
+    )
+    # Without one: refused by the XSRF check.
+    r = await anon.post("/story/%d/delete" % story_id, xsrf=False)
+    assert r.code == 403 and "This form has expired" in text(r)
+    assert stored(db_settings, story_id) == before
+
+
+@pytest.mark.gen_test
+async def test_delete_is_post_only(client, db_settings):
+    await client.register("alice")
+    story_id = await client.new_story()
+    assert_error_page(
+        await client.get("/story/%d/delete" % story_id), 405, "That method is not allowed here."
+    )
+    assert stored(db_settings, story_id) is not None
+
+
+@pytest.mark.gen_test
+async def test_edit_and_delete_of_unknown_story_are_404(client):
+    await client.register("alice")
+    for path in ("/story/424242/edit", "/story/99999999999999999999/edit"):
+        assert_error_page(await client.get(path), 404, NOT_FOUND)
+        assert_error_page(await client.post(path, {"title": "t", "body": "b"}), 404, NOT_FOUND)
+    for path in ("/story/424242/delete", "/story/99999999999999999999/delete"):
+        assert_error_page(await client.post(path), 404, NOT_FOUND)
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/story/424242",
+        "/story/0",
+        "/story/4294967295",
+        "/story/4294967296",
+        "/story/99999999999999999999",
+        "/story/abc",
+        "/story/-1",
+        "/story/1.5",
+        "/story/",
+        "/story/1/nope",
+    ],
+)
+@pytest.mark.gen_test
+async def test_unknown_story_is_a_404_page(client, path):
+    r = await client.get(path)
+    assert_error_page(r, 404, NOT_FOUND)
+    assert "<h1>404 · Not Found</h1>" in text(r)
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.gen_test
+async def test_trailing_slash_redirects_permanently(client):
+    await client.register("alice")
+    story_id = await client.new_story("Slash", "s")
+    r = await client.get("/story/%d/" % story_id)
+    assert r.code == 301
+    assert r.headers["Location"] == "/story/%d" % story_id
+    r = await client.get(r.headers["Location"])
+    assert r.code == 200 and "<h1>Slash</h1>" in text(r)
+
+
+def test_routes_match_reverse_url(app):
+    assert app.reverse_url("story", 7) == "/story/7"
+    assert app.reverse_url("story_edit", 7) == "/story/7/edit"
+    assert app.reverse_url("story_delete", 7) == "/story/7/delete"
+    assert app.reverse_url("story_new") == "/story/new"
