@@ -65,7 +65,12 @@ class Application(tornado.web.Application):
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
             url(r"/logout", auth.LogoutHandler, name="logout"),
             url(r"/account", account.AccountHandler, acct, name="account"),
-            url(r"/account/password", account.PasswordChangeHandler, acct, name="account_password"),
+            url(
+                r"/account/password",
+                account.PasswordChangeHandler,
+                dict(acct, throttle=self.throttle),
+                name="account_password",
+            ),
             url(r"/account/sessions/revoke", account.SessionRevokeHandler, name="account_revoke"),
             # operations
             url(r"/healthz", health.HealthHandler, name="healthz"),

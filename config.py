@@ -86,17 +86,23 @@ def load_cookie_secret():
     """The configured secret, or one generated once and kept in var/cookie_secret (mode 0600)."""
     if options.cookie_secret:
         return options.cookie_secret
-    os.makedirs(VAR_DIR, exist_ok=True)
+    os.makedirs(VAR_DIR, mode=0o700, exist_ok=True)
     path = os.path.join(VAR_DIR, "cookie_secret")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path) as f:
-            return f.read().strip()
-    with os.fdopen(fd, "w") as f:
-        secret = secrets.token_urlsafe(48)
-        f.write(secret)
-    return secret
+    if not os.path.exists(path):
+        # Written whole under a temporary name, then linked into place: two servers starting at
+        # once never read a half-written file, and the first one's secret wins.
+        tmp = "%s.%d" % (path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    with open(path) as f:
+        return f.read().strip()
 
 
 def allowed_hosts():

@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -55,16 +56,24 @@ def prepare_database():
         log.info("database %s: applied migrations %s", db["database"], applied)
 
 
-def check_port_free():
-    # reuse_port would let a second server bind beside a running one: probe without it first.
+def claim_port():
+    """Refuse a port that is in use, with one sentence, instead of sharing it.
+
+    The children bind with SO_REUSEPORT, which would let a second server bind beside a running one.
+    So: an abstract Unix socket named after the address and port works as a lock between servers
+    starting at the same moment (the kernel drops it when the last holder exits), and a probe
+    without SO_REUSEPORT catches any other program on the port."""
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe = tornado.netutil.bind_sockets(options.port, options.address or None)
+        lock.bind("\0storyhouse:%s:%d" % (options.address or "*", options.port))
+        for sock in tornado.netutil.bind_sockets(options.port, options.address or None):
+            sock.close()
     except OSError as e:
+        lock.close()
         if e.errno == errno.EADDRINUSE:
             fail("port %d is already in use: stop the other server or choose --port." % options.port)
         raise
-    for sock in probe:
-        sock.close()
+    return lock
 
 
 def _children():
@@ -80,16 +89,37 @@ def _children():
                 continue
 
 
-def forward_signals_to_children():
-    def forward(signum, frame):
-        for pid in _children():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+class Signals:
+    """One SIGTERM/SIGINT handler for the whole life of every process, installed first thing.
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    In the forking parent it forwards the signal to the children. In a serving process it asks
+    serve() to drain, once: a second copy (Ctrl-C reaches the whole process group, then the parent
+    forwards it) is ignored, so no child dies by a signal and fork_processes never restarts one.
+    Before anything is serving there is nothing to drain: exit 0 quietly.
+    """
+
+    forking_parent = None  # pid of the parent once it forks
+    on_stop = None  # set by serve()
+    stopping = False
+
+    @classmethod
+    def install(cls):
+        signal.signal(signal.SIGTERM, cls.handle)
+        signal.signal(signal.SIGINT, cls.handle)
+
+    @classmethod
+    def handle(cls, signum, frame):
+        if cls.forking_parent == os.getpid():
+            for pid in _children():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        elif cls.on_stop is None:
+            raise SystemExit(0)
+        elif not cls.stopping:
+            cls.stopping = True
+            cls.on_stop()
 
 
 def die_with_parent(parent_pid):
@@ -100,6 +130,18 @@ def die_with_parent(parent_pid):
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         sys.exit(0)
+
+
+def wake_loop_on_signals(loop):
+    """Python runs a signal handler on the main thread when that thread next runs, and a signal
+    may land on an executor thread while the loop sleeps in epoll: let the signal wake the loop.
+    (loop.add_signal_handler would do this too, but puts SIG_DFL back when the loop closes.)"""
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    loop.add_reader(rsock.fileno(), rsock.recv, 4096)
+    return rsock, wsock
 
 
 async def serve(reuse_port):
@@ -124,8 +166,8 @@ async def serve(reuse_port):
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    wake = wake_loop_on_signals(loop)
+    Signals.on_stop = lambda: loop.call_soon_threadsafe(stop.set)
     await stop.wait()
 
     # Drain: /healthz says 503, no new connections, in-flight requests finish (bounded).
@@ -137,26 +179,33 @@ async def serve(reuse_port):
     app.close_websockets()
     await server.close_all_connections()
     app.close()
+    signal.set_wakeup_fd(-1)
+    loop.remove_reader(wake[0].fileno())
+    for sock in wake:
+        sock.close()
     log.info("stopped (pid %d)", os.getpid())
 
 
 def main():
+    Signals.install()
     config.parse()
     if options.debug and options.processes != 1:
         fail("--debug reloads code in one process only: use it with --processes=1.")
     prepare_database()
     secret = config.load_cookie_secret()
     options.cookie_secret = secret  # every forked process shares it
-    check_port_free()
+    port_lock = claim_port()  # held (and inherited by the children) for the server's life
     multi = options.processes != 1
     if multi:
-        parent = os.getpid()
-        forward_signals_to_children()
+        Signals.forking_parent = parent = os.getpid()
         tornado.process.fork_processes(options.processes)  # the parent waits in here, then exits
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
         die_with_parent(parent)
     asyncio.run(serve(reuse_port=multi))
+    # Done: a late copy of the signal must not kill us now. Python puts SIG_DFL back for its own
+    # handlers while it shuts down, and the parent would restart a child killed by a signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    port_lock.close()
 
 
 if __name__ == "__main__":

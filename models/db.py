@@ -32,6 +32,25 @@ class Result:
     rowcount: int
 
 
+class _Connection(pymysql.connections.Connection):
+    """pymysql reads the handshake under the read timeout (30 s): a server that accepts but never
+    answers would hold a thread that long. Here the handshake gets the connect timeout."""
+
+    def connect(self, sock=None):
+        read_timeout, self._read_timeout = self._read_timeout, self.connect_timeout
+        try:
+            super().connect(sock)
+        finally:
+            self._read_timeout = read_timeout  # the next read restores the socket timeout
+
+
+def connect(**kwargs):
+    return _Connection(**kwargs)
+
+
+connect.dbapi = pymysql  # DBUtils reads the exception classes and threadsafety from here
+
+
 def connect_args(host, port, user, password, database=None, connect_timeout=2, read_timeout=30):
     # pymysql waits forever by default: bound the connect and every read/write.
     return dict(
@@ -69,7 +88,7 @@ class Database:
         # ping=0: no round trip at every checkout. DBUtils' SteadyDB reopens a broken connection
         # and retries once by itself (outside transactions), which is how the pool recovers.
         self._pool = PooledDB(
-            pymysql,
+            connect,
             maxconnections=pool_size,
             maxcached=pool_size,
             blocking=True,
@@ -103,7 +122,7 @@ class Database:
                 if fetch == "one":
                     return cur.fetchone()
                 if fetch == "all":
-                    return cur.fetchall()
+                    return list(cur.fetchall())
                 return Result(cur.lastrowid, cur.rowcount)
         finally:
             con.close()  # back to the pool
@@ -156,7 +175,7 @@ class HealthProbe:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="healthz")
 
     def _ping(self):
-        con = pymysql.connect(**self._args)
+        con = connect(**self._args)
         try:
             with con.cursor() as cur:
                 cur.execute("SELECT 1")

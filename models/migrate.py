@@ -8,9 +8,7 @@ import logging
 import os
 import re
 
-import pymysql
-
-from models.db import connect_args
+from models.db import connect, connect_args
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 log = logging.getLogger("storyhouse.migrate")
@@ -47,7 +45,7 @@ def create_database(cur, database):
 
 def migrate(host, port, user, password, database):
     """Create the database if missing and apply pending migrations; returns the versions applied."""
-    con = pymysql.connect(**connect_args(host, port, user, password, None, read_timeout=120))
+    con = connect(**connect_args(host, port, user, password, None, read_timeout=120))
     applied = []
     try:
         with con.cursor() as cur:

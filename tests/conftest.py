@@ -1,5 +1,6 @@
 """Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
 the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
+
 import datetime
 import email.utils
 import http.cookies
@@ -22,8 +23,9 @@ CHEAP_ARGON2 = dict(time_cost=1, memory_cost=1024, parallelism=1)  # fast tests,
 
 
 def raw_connection(settings, database=None):
-    return pymysql.connect(**connect_args(settings["host"], settings["port"], settings["user"],
-                                          settings["password"], database))
+    return pymysql.connect(
+        **connect_args(settings["host"], settings["port"], settings["user"], settings["password"], database)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +46,11 @@ def clean_db(db_settings):
     """Empty every table (but the migration record) so each test starts from nothing."""
     con = raw_connection(db_settings, TEST_DATABASE)
     with con.cursor() as cur:
-        cur.execute("SELECT table_name AS t FROM information_schema.tables"
-                    " WHERE table_schema = %s AND table_name <> 'schema_migrations'", (TEST_DATABASE,))
+        cur.execute(
+            "SELECT table_name AS t FROM information_schema.tables"
+            " WHERE table_schema = %s AND table_name <> 'schema_migrations'",
+            (TEST_DATABASE,),
+        )
         tables = [row["t"] for row in cur.fetchall()]
         cur.execute("SET FOREIGN_KEY_CHECKS = 0")
         for table in tables:
@@ -103,8 +108,15 @@ class Client:
         headers = dict(headers or {})
         if self.cookies:
             headers.setdefault("Cookie", "; ".join("%s=%s" % kv for kv in self.cookies.items()))
-        response = await self.http.fetch(self.base_url + path, method=method, body=body, headers=headers,
-                                         follow_redirects=False, raise_error=False, **kwargs)
+        response = await self.http.fetch(
+            self.base_url + path,
+            method=method,
+            body=body,
+            headers=headers,
+            follow_redirects=False,
+            raise_error=False,
+            **kwargs,
+        )
         self._remember(response)
         return response
 
@@ -125,8 +137,10 @@ class Client:
         return await self.fetch(path, "POST", urllib.parse.urlencode(pairs), headers=headers)
 
     async def register(self, username="alice", password="correct horse", confirm=None):
-        return await self.post("/register", {"username": username, "password": password,
-                                             "confirm": password if confirm is None else confirm})
+        return await self.post(
+            "/register",
+            {"username": username, "password": password, "confirm": password if confirm is None else confirm},
+        )
 
     async def login(self, username="alice", password="correct horse", next_url=None):
         data = {"username": username, "password": password}
@@ -163,6 +177,7 @@ def own_http_client():
         c = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
         clients.append(c)
         return c
+
     yield make
     for c in clients:
         c.close()

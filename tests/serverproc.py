@@ -1,7 +1,9 @@
 """Helpers for tests that run `server.py` as a real process: a free port, the server itself
 (started in its own session, output kept in files, always killed), a small cookie-keeping HTTP
 client built on http.client, and a look into /proc for children and listening sockets."""
+
 import contextlib
+import functools
 import http.client
 import http.cookies
 import os
@@ -30,6 +32,7 @@ def database_name(suffix):
     return "%s_%s" % (BASE_DATABASE, suffix)
 
 
+@functools.cache
 def mysql_settings():
     """Host, port, user and password as the server reads them (var/storyhouse.conf included)."""
     config.parse(["pytest"])
@@ -39,7 +42,7 @@ def mysql_settings():
 
 
 def mysql_connection(database=None):
-    s = mysql_settings()
+    s = dict(mysql_settings())
     return pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], database))
 
 
@@ -60,7 +63,10 @@ def free_port():
 
 
 def port_is_free(port):
+    """True when a new server could listen on port (SO_REUSEADDR, as servers bind: the closed
+    connections' TIME_WAIT does not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -70,6 +76,7 @@ def port_is_free(port):
 
 # --- the server process -------------------------------------------------------------------
 
+
 class ServerProcess:
     """`python server.py ARGS` in a session of its own, stdout and stderr kept in temp files."""
 
@@ -77,9 +84,14 @@ class ServerProcess:
         self.args = list(args)
         self._out = tempfile.TemporaryFile()
         self._err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, SERVER_PY] + self.args, cwd=cwd,
-                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, SERVER_PY] + self.args,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         self.known_children = set()
 
@@ -143,8 +155,9 @@ def wait_until_healthy(server, port, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise AssertionError("server exited with %s before answering:\n%s"
-                                 % (server.proc.returncode, server.stderr))
+            raise AssertionError(
+                "server exited with %s before answering:\n%s" % (server.proc.returncode, server.stderr)
+            )
         try:
             if len(tcp_sockets(port, "0A")) >= listeners and get(port, "/healthz", timeout=2).status == 200:
                 return
@@ -168,12 +181,19 @@ def running_server(database, port=None, cookie_secret=TEST_SECRET, extra=(), cwd
 
 def run_server(args, timeout=30.0, cwd=PROJECT):
     """Run server.py to completion (for runs that should stop by themselves): (rc, stdout, stderr)."""
-    done = subprocess.run([sys.executable, SERVER_PY] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=timeout, start_new_session=True)
+    done = subprocess.run(
+        [sys.executable, SERVER_PY] + list(args),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        start_new_session=True,
+    )
     return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
 
 
 # --- HTTP ----------------------------------------------------------------------------------
+
 
 class Response:
     def __init__(self, status, headers, body):
@@ -235,14 +255,16 @@ class Browser:
         return urllib.parse.urlencode(dict(data, _xsrf=self.cookies["_xsrf"]))
 
     def post(self, path, data):
-        return self.fetch("POST", path, self.form_body(data),
-                          {"Content-Type": "application/x-www-form-urlencoded"})
+        return self.fetch(
+            "POST", path, self.form_body(data), {"Content-Type": "application/x-www-form-urlencoded"}
+        )
 
     def register(self, username, password="correct horse"):
         return self.post("/register", {"username": username, "password": password, "confirm": password})
 
 
 # --- /proc -------------------------------------------------------------------------------
+
 
 def children_of(pid):
     """PIDs whose parent is pid (and that are not zombies)."""
@@ -302,5 +324,5 @@ def socket_inodes(pid):
         with contextlib.suppress(OSError):
             target = os.readlink(os.path.join(fd_dir, fd))
             if target.startswith("socket:["):
-                inodes.add(target[len("socket:["):-1])
+                inodes.add(target[len("socket:[") : -1])
     return inodes

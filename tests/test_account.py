@@ -1,12 +1,24 @@
 """The account page over real HTTP and a real MariaDB: your sessions (device, IP, last seen, this
 device), revoking one or all of them, and changing the password (which signs out the others)."""
+
 import datetime
 import re
 
 import pytest
 
-from tests.test_auth import (OTHER_IP, PASSWORD, count, field_errors, flash, html, is_logged_in,
-                             login_from, post_from, query, utcnow)
+from tests.test_auth import (
+    OTHER_IP,
+    PASSWORD,
+    count,
+    field_errors,
+    flash,
+    html,
+    is_logged_in,
+    login_from,
+    post_from,
+    query,
+    utcnow,
+)
 from views.forms import MESSAGES
 
 NEW_PASSWORD = "a brand new password"
@@ -16,11 +28,20 @@ def session_rows(page):
     """The sessions table of /account: one dict per row."""
     rows = re.findall(
         r'<tr>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td><time datetime="([^"]*)">[^<]*</time></td>'
-        r'.*?<input type="hidden" name="session" value="(\d+)">.*?</tr>', page, re.S)
-    return [{"device": device.replace(" <mark>this device</mark>", ""),
-             "this": "<mark>this device</mark>" in device, "ip": ip,
-             "last_seen": datetime.datetime.fromisoformat(seen.replace("Z", "+00:00")), "id": int(sid)}
-            for device, ip, seen, sid in rows]
+        r'.*?<input type="hidden" name="session" value="(\d+)">.*?</tr>',
+        page,
+        re.S,
+    )
+    return [
+        {
+            "device": device.replace(" <mark>this device</mark>", ""),
+            "this": "<mark>this device</mark>" in device,
+            "ip": ip,
+            "last_seen": datetime.datetime.fromisoformat(seen.replace("Z", "+00:00")),
+            "id": int(sid),
+        }
+        for device, ip, seen, sid in rows
+    ]
 
 
 async def sessions_seen_by(client):
@@ -45,15 +66,21 @@ async def browser(make_client, username="alice", ip=None, user_agent=None):
 @pytest.fixture
 def members(make_client):
     """alice (two browsers: `a` and `b`) and bob (one browser), all logged in."""
+
     async def setup():
         a = make_client()
-        r = await post_from(a, "/register", {"username": "alice", "password": PASSWORD,
-                                             "confirm": PASSWORD}, user_agent="Laptop Firefox/128")
+        r = await post_from(
+            a,
+            "/register",
+            {"username": "alice", "password": PASSWORD, "confirm": PASSWORD},
+            user_agent="Laptop Firefox/128",
+        )
         assert r.code == 302
         b = await browser(make_client, "alice", ip=OTHER_IP, user_agent="Phone <b>App</b>")
         bob = make_client()
         assert (await bob.register("bob", PASSWORD)).code == 302
         return a, b, bob
+
     return setup
 
 
@@ -62,11 +89,14 @@ async def revoke(client, **data):
 
 
 async def change_password(client, current=PASSWORD, password=NEW_PASSWORD, confirm=None):
-    return await client.post("/account/password", {
-        "current": current, "password": password, "confirm": password if confirm is None else confirm})
+    return await client.post(
+        "/account/password",
+        {"current": current, "password": password, "confirm": password if confirm is None else confirm},
+    )
 
 
 # --- the sessions list --------------------------------------------------------------------------
+
 
 @pytest.mark.gen_test
 async def test_account_lists_your_sessions_and_marks_this_one(members):
@@ -90,7 +120,16 @@ async def test_a_browser_without_user_agent_is_an_unknown_device(make_client, me
     assert "Unknown device" in [s["device"] for s in await sessions_seen_by(a)]
 
 
+@pytest.mark.gen_test
+async def test_expired_sessions_are_not_listed(members, db_settings):
+    a, b, _ = await members()
+    b_id = await this_session_id(b)
+    query(db_settings, "UPDATE sessions SET expires_at = NOW() - INTERVAL 1 SECOND WHERE id = %s", (b_id,))
+    assert [s["device"] for s in await sessions_seen_by(a)] == ["Laptop Firefox/128"]
+
+
 # --- revoking sessions --------------------------------------------------------------------------
+
 
 @pytest.mark.gen_test
 async def test_revoke_another_session(members):
@@ -147,8 +186,9 @@ async def test_revoke_all_signs_out_every_session_of_yours(members, db_settings)
     assert count(db_settings, "sessions", "user_id = (SELECT id FROM users WHERE username = 'alice')") == 0
 
 
-@pytest.mark.parametrize("headers", [{}, {"Origin": "https://evil.example"},
-                                     {"Sec-Fetch-Site": "cross-site"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}]
+)
 @pytest.mark.gen_test
 async def test_revoke_refuses_forged_requests(members, headers):
     a, _, _ = await members()
@@ -158,6 +198,7 @@ async def test_revoke_refuses_forged_requests(members, headers):
 
 
 # --- changing the password ----------------------------------------------------------------------
+
 
 async def assert_password_is(make_client, password, old):
     """`password` opens the account and `old` no longer does (from fresh browsers)."""
@@ -178,13 +219,16 @@ async def test_password_change_needs_the_current_password(members, make_client, 
     await assert_password_is(make_client, PASSWORD, old=NEW_PASSWORD)
 
 
-@pytest.mark.parametrize("password,confirm,errors", [
-    ("short", "short", {"password": MESSAGES["password_short"]}),
-    ("", "", {"password": MESSAGES["password_short"]}),
-    ("y" * 1025, "y" * 1025, {"password": MESSAGES["password_long"]}),
-    (NEW_PASSWORD, NEW_PASSWORD + ".", {"confirm": MESSAGES["confirm_mismatch"]}),
-    (NEW_PASSWORD, "", {"confirm": MESSAGES["confirm_mismatch"]}),
-])
+@pytest.mark.parametrize(
+    "password,confirm,errors",
+    [
+        ("short", "short", {"password": MESSAGES["password_short"]}),
+        ("", "", {"password": MESSAGES["password_short"]}),
+        ("y" * 1025, "y" * 1025, {"password": MESSAGES["password_long"]}),
+        (NEW_PASSWORD, NEW_PASSWORD + ".", {"confirm": MESSAGES["confirm_mismatch"]}),
+        (NEW_PASSWORD, "", {"confirm": MESSAGES["confirm_mismatch"]}),
+    ],
+)
 @pytest.mark.gen_test
 async def test_password_change_checks_the_new_password(members, make_client, password, confirm, errors):
     a, b, _ = await members()
@@ -200,18 +244,24 @@ async def test_password_change_reports_every_bad_field(members):
     a, _, _ = await members()
     r = await change_password(a, current="wrong password", password="short")
     assert r.code == 400
-    assert field_errors(html(r)) == {"current": MESSAGES["current_wrong"],
-                                     "password": MESSAGES["password_short"]}
+    assert field_errors(html(r)) == {
+        "current": MESSAGES["current_wrong"],
+        "password": MESSAGES["password_short"],
+    }
 
 
-@pytest.mark.parametrize("others,message", [
-    (0, "Password changed. 0 other sessions signed out."),
-    (1, "Password changed. 1 other session signed out."),
-    (2, "Password changed. 2 other sessions signed out."),
-])
+@pytest.mark.parametrize(
+    "others,message",
+    [
+        (0, "Password changed. 0 other sessions signed out."),
+        (1, "Password changed. 1 other session signed out."),
+        (2, "Password changed. 2 other sessions signed out."),
+    ],
+)
 @pytest.mark.gen_test
 async def test_password_change_keeps_this_session_and_ends_the_others(
-        make_client, db_settings, others, message):
+    make_client, db_settings, others, message
+):
     a = make_client()
     assert (await a.register("alice", PASSWORD)).code == 302
     bob = make_client()
@@ -236,3 +286,21 @@ async def test_new_password_is_read_without_stripping(members, make_client):
     spaced = "  " + NEW_PASSWORD + "  "
     assert (await change_password(a, password=spaced)).code == 302
     await assert_password_is(make_client, spaced, old=NEW_PASSWORD)
+
+
+# --- routes that only take POST -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/account/sessions/revoke",
+        "/account/password",
+    ],
+)
+@pytest.mark.gen_test
+async def test_post_only_account_routes_refuse_get(members, path):
+    a, _, _ = await members()
+    r = await a.get(path)
+    assert r.code == 405
+    assert "That method is not allowed here." in html(r)

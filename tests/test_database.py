@@ -59,12 +59,6 @@ async def test_fetch_all_returns_a_list_of_dicts(app):
     assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
 
 
-@pytest.mark.xfail(
-    reason="BUG: fetch_all returns an empty tuple () instead of a list when no row "
-    "matches (models/db.py Database._query returns pymysql's DictCursor.fetchall() "
-    "as is; its docstring promises 'a list of dicts')",
-    strict=True,
-)
 @pytest.mark.gen_test
 async def test_fetch_all_with_no_rows_is_an_empty_list(app):
     rows = await app.db.fetch_all("SELECT id FROM users")
@@ -384,13 +378,6 @@ async def test_hung_database_healthz_answers_503_within_seconds(proxied_site, pr
         proxy.stop()
 
 
-@pytest.mark.xfail(
-    reason="BUG: when MySQL accepts TCP but never answers (a hung server), pages wait "
-    "~30 s, not 'a few seconds' (SPEC §8): pymysql applies read_timeout (30 s, "
-    "models/db.py connect_args) to the handshake of a new pool connection; only "
-    "the TCP connect is bounded by connect_timeout=2",
-    strict=True,
-)
 @pytest.mark.gen_test(timeout=60)
 async def test_hung_database_pages_answer_503_within_seconds(proxied_site, proxy, own_http_client):
     _, url = proxied_site

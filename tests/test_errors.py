@@ -53,12 +53,6 @@ async def test_403_for_someone_elses_story(client, make_client):
     assert (await client.get("/story/%d" % story_id)).code == 200
 
 
-@pytest.mark.xfail(
-    reason="BUG: a missing static file gets Tornado's bare '404: Not Found' page, "
-    "not the site's error template (views/base.py StaticFileHandler has no "
-    "write_error)",
-    strict=True,
-)
 @pytest.mark.gen_test
 async def test_missing_static_file_gets_the_site_404(client):
     response = await client.get("/static/css/no-such-file.css")
@@ -181,13 +175,6 @@ async def test_passwords_never_reach_the_log(client, caplog):
     assert SECRET not in all_log_text(caplog)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a password with invalid UTF-8 is written to the log "
-    "('Invalid unicode in password: b\"...\"'): views/base.py log_exception "
-    "logs HTTPError.log_message, which Tornado's decode_argument fills with "
-    "the raw value",
-    strict=True,
-)
 @pytest.mark.gen_test
 async def test_invalid_utf8_password_is_not_logged(client, caplog):
     caplog.set_level(logging.DEBUG)

@@ -1,6 +1,8 @@
 """server.py as a real process: options, start-up errors, signals, forking, the cookie secret file
 and migrations (SPEC §2 and §8). Every server runs on a free port and a database of its own."""
+
 import concurrent.futures
+import contextlib
 import http.client
 import os
 import re
@@ -8,7 +10,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,10 +17,10 @@ import pytest
 from models import migrate
 from tests import serverproc as sp
 
-DB = sp.database_name("proc")        # shared by the tests that do not care about its content
-DB_FRESH = sp.database_name("mig")   # created from nothing by the migration tests
-DB_RACE = sp.database_name("race")   # two servers migrate it at once
-DB_WRONG = sp.database_name("wrong") # named in a config file that the command line overrides
+DB = sp.database_name("proc")  # shared by the tests that do not care about its content
+DB_FRESH = sp.database_name("mig")  # created from nothing by the migration tests
+DB_RACE = sp.database_name("race")  # two servers migrate it at once
+DB_WRONG = sp.database_name("wrong")  # named in a config file that the command line overrides
 ATTEMPTS = 3  # for races: a fault shows on most tries, a correct server passes every one
 
 
@@ -55,13 +56,30 @@ def unique(prefix):
 
 # --- options ------------------------------------------------------------------------------
 
+
 def test_help_lists_every_option():
     rc, out, err = sp.run_server(["--help"])
     assert rc == 0
     text = (out + err).replace("-", "_")  # tornado prints --mysql-host for mysql_host
-    for name in ("port", "processes", "mysql_host", "mysql_port", "mysql_user", "mysql_password",
-                 "mysql_database", "cookie_secret", "upload_dir", "max_upload_mb", "redis_url",
-                 "allowed_hosts", "xheaders", "debug", "config", "address", "log_file_prefix"):
+    for name in (
+        "port",
+        "processes",
+        "mysql_host",
+        "mysql_port",
+        "mysql_user",
+        "mysql_password",
+        "mysql_database",
+        "cookie_secret",
+        "upload_dir",
+        "max_upload_mb",
+        "redis_url",
+        "allowed_hosts",
+        "xheaders",
+        "debug",
+        "config",
+        "address",
+        "log_file_prefix",
+    ):
         assert re.search(r"__%s\b" % name, text), "--help does not list --%s" % name
 
 
@@ -73,8 +91,9 @@ def write_config(tmp_path, **values):
 
 def test_config_file_is_read(tmp_path):
     port = sp.free_port()
-    conf = write_config(tmp_path, port=port, mysql_database=DB, cookie_secret=sp.TEST_SECRET,
-                        address="127.0.0.1")
+    conf = write_config(
+        tmp_path, port=port, mysql_database=DB, cookie_secret=sp.TEST_SECRET, address="127.0.0.1"
+    )
     server = sp.ServerProcess(["--config=" + conf])
     try:
         sp.wait_until_healthy(server, port)
@@ -86,8 +105,7 @@ def test_config_file_is_read(tmp_path):
 @pytest.mark.parametrize("order", ["port_first", "config_first"])
 def test_command_line_wins_over_config_file(tmp_path, order):
     port = sp.free_port()
-    conf = write_config(tmp_path, port=sp.free_port(), mysql_database=DB_WRONG,
-                        cookie_secret=sp.TEST_SECRET)
+    conf = write_config(tmp_path, port=sp.free_port(), mysql_database=DB_WRONG, cookie_secret=sp.TEST_SECRET)
     cli = sp.server_args(port, DB)
     args = cli + ["--config=" + conf] if order == "port_first" else ["--config=" + conf] + cli
     server = sp.ServerProcess(args)
@@ -101,10 +119,10 @@ def test_command_line_wins_over_config_file(tmp_path, order):
 
 # --- refused starts -------------------------------------------------------------------------
 
+
 def test_mysql_unreachable_is_one_clear_sentence():
     started = time.monotonic()
-    rc, out, err = sp.run_server(sp.server_args(sp.free_port(), DB, extra=["--mysql_port=1"]),
-                                 timeout=15)
+    rc, out, err = sp.run_server(sp.server_args(sp.free_port(), DB, extra=["--mysql_port=1"]), timeout=15)
     assert rc != 0
     assert time.monotonic() - started < 5
     line = one_sentence(err)
@@ -112,10 +130,37 @@ def test_mysql_unreachable_is_one_clear_sentence():
     assert re.search(r"127\.0\.0\.1(:| port )1\b", line), line
 
 
+@contextlib.contextmanager
+def mute_mysql():
+    """A port that accepts connections but never sends MySQL's greeting, like a hung server."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        mute.settimeout(10)
+        yield mute
+
+
+def test_mysql_that_never_answers_fails_the_start_within_seconds():
+    with mute_mysql() as mute:
+        port = mute.getsockname()[1]
+        server = sp.ServerProcess(sp.server_args(sp.free_port(), DB, extra=["--mysql_port=%d" % port]))
+        try:
+            try:
+                rc = server.wait(6)
+            except subprocess.TimeoutExpired:
+                rc = "still waiting for MySQL after 6 s"
+            assert rc != 0 and isinstance(rc, int), rc
+            line = one_sentence(server.stderr)
+            assert "127.0.0.1:%d" % port in line, line
+        finally:
+            server.kill()
+
+
 @pytest.mark.parametrize("processes", ["2", "0"])
 def test_debug_with_several_processes_is_refused(processes):
-    rc, out, err = sp.run_server(sp.server_args(sp.free_port(), DB,
-                                                extra=["--debug", "--processes=" + processes]))
+    rc, out, err = sp.run_server(
+        sp.server_args(sp.free_port(), DB, extra=["--debug", "--processes=" + processes])
+    )
     assert rc != 0
     line = one_sentence(err)
     assert "debug" in line and "process" in line
@@ -132,28 +177,33 @@ def test_port_in_use_is_a_clear_error(extra):
         assert first.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: server.py checks the port with a probe bind in the parent (check_port_free) but the "
-    "forked children bind later with reuse_port=True; two --processes=2 servers started together "
-    "both pass the probe and then share the port silently (SPEC §8: 'not a silent share')"))
 def test_two_forked_servers_started_together_do_not_share_the_port():
-    for attempt in range(ATTEMPTS):
-        port = sp.free_port()
-        args = sp.server_args(port, DB, extra=["--processes=2"])
-        a, b = sp.ServerProcess(args), sp.ServerProcess(args)
-        try:
-            sp.wait_until(lambda: a.proc.poll() is not None or b.proc.poll() is not None
-                          or len(sp.tcp_sockets(port, "0A")) > 2, 15)
-            assert len(sp.tcp_sockets(port, "0A")) <= 2, "both servers listen on port %d" % port
-            assert (a.proc.poll() is None) != (b.proc.poll() is None)
-            refused = a if a.proc.poll() is not None else b
-            assert "in use" in one_sentence(refused.stderr)
-        finally:
-            a.kill()
-            b.kill()
+    for _ in range(ATTEMPTS):
+        start_two_forked_servers_on_one_port()
+
+
+def start_two_forked_servers_on_one_port():
+    port = sp.free_port()
+    args = sp.server_args(port, DB, extra=["--processes=2"])
+    a, b = sp.ServerProcess(args), sp.ServerProcess(args)
+    try:
+        sp.wait_until(
+            lambda: (
+                a.proc.poll() is not None or b.proc.poll() is not None or len(sp.tcp_sockets(port, "0A")) > 2
+            ),
+            15,
+        )
+        assert len(sp.tcp_sockets(port, "0A")) <= 2, "both servers listen on port %d" % port
+        assert (a.proc.poll() is None) != (b.proc.poll() is None)
+        refused = a if a.proc.poll() is not None else b
+        assert "in use" in one_sentence(refused.stderr)
+    finally:
+        a.kill()
+        b.kill()
 
 
 # --- signals, single process ------------------------------------------------------------------
+
 
 def test_sigterm_finishes_in_flight_requests_then_exits_0():
     with sp.running_server(DB) as (server, port):
@@ -161,20 +211,27 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0():
         browser.get("/register")
         prefix = unique("drain")
         names = ["%s_%d" % (prefix, i) for i in range(16)]  # argon2 on 2 threads: about a second
-        headers = {"Content-Type": "application/x-www-form-urlencoded",
-                   "Cookie": "_xsrf=" + browser.cookies["_xsrf"]}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": "_xsrf=" + browser.cookies["_xsrf"],
+        }
         keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         keep_alive.request("GET", "/healthz")
         assert keep_alive.getresponse().read() == b'{"status": "ok"}'
 
         def register(name):
-            body = browser.form_body({"username": name, "password": "correct horse",
-                                      "confirm": "correct horse"})
+            body = browser.form_body(
+                {"username": name, "password": "correct horse", "confirm": "correct horse"}
+            )
             return sp.request(port, "POST", "/register", body, headers, timeout=30)
+
+        def accepted():
+            return len(sp.tcp_sockets(port, "01") & sp.socket_inodes(server.pid))
 
         with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
             futures = [pool.submit(register, name) for name in names]
-            # Every request has been sent once the first one has been answered.
+            # The server holds every connection (and the keep-alive one), then handlers run.
+            assert sp.wait_until(lambda: accepted() > len(names), 10)
             assert sp.wait_until(lambda: "POST /register" in server.stderr, 10)
             server.send(signal.SIGTERM)
             time.sleep(0.2)
@@ -208,28 +265,22 @@ def test_sigint_exits_0_without_traceback():
         assert sp.port_is_free(port)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: server.py installs its SIGINT handler only inside asyncio.run(serve()); Ctrl-C while "
-    "prepare_database() waits for MySQL prints a KeyboardInterrupt traceback (SPEC §8: "
-    "'No traceback on Ctrl-C')"))
 def test_sigint_while_waiting_for_mysql_has_no_traceback():
-    mute = socket.socket()  # accepts connections but never says hello, like a hung MySQL
-    mute.bind(("127.0.0.1", 0))
-    mute.listen(8)
-    server = sp.ServerProcess(sp.server_args(sp.free_port(), DB,
-                                             extra=["--mysql_port=%d" % mute.getsockname()[1]]))
-    try:
-        time.sleep(1.0)
-        assert server.proc.poll() is None
-        server.send(signal.SIGINT)
-        server.wait(10)
-        assert_no_traceback(server.stderr)
-    finally:
-        server.kill()
-        mute.close()
+    with mute_mysql() as mute:
+        server = sp.ServerProcess(
+            sp.server_args(sp.free_port(), DB, extra=["--mysql_port=%d" % mute.getsockname()[1]])
+        )
+        try:
+            with mute.accept()[0]:  # the server now waits for MySQL's greeting
+                server.send(signal.SIGINT)
+                server.wait(10)
+            assert_no_traceback(server.stderr)
+        finally:
+            server.kill()
 
 
 # --- forked processes --------------------------------------------------------------------------
+
 
 def stops_without_restart(server, timeout=5):
     """The exit code, or why the server did not stop: fork_processes restarting a child means the
@@ -285,16 +336,9 @@ def test_sigint_to_the_parent_stops_forked_server():
         assert "restarting" not in server.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with --processes=N, a signal sent to the whole process group (Ctrl-C in a terminal, "
-    "systemd's KillMode=control-group) reaches each child twice: directly, then forwarded by the "
-    "parent's handler (forward_signals_to_children, after a /proc scan). A child that has already "
-    "drained and left asyncio.run() (signal handlers back to the defaults) is killed by the second "
-    "copy; tornado.process.fork_processes logs 'killed by signal 2/15, restarting', starts new "
-    "children and the parent never exits"))
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_to_the_process_group_stops_forked_server(signum):
-    for attempt in range(ATTEMPTS):
+    for _ in range(ATTEMPTS):
         with sp.running_server(DB, extra=["--processes=2"]) as (server, port):
             children = forked_server_children(server)
             os.killpg(server.pid, signum)  # start_new_session: this group holds the server alone
@@ -308,28 +352,29 @@ def test_children_do_not_outlive_a_killed_parent():
         children = forked_server_children(server)
         server.send(signal.SIGKILL)
         server.wait(5)
-        assert sp.wait_until(lambda: not any(map(sp.is_alive, children)), 5), \
+        assert sp.wait_until(lambda: not any(map(sp.is_alive, children)), 5), (
             "children %s still run after their parent was killed" % children
+        )
         assert sp.wait_until(lambda: sp.port_is_free(port), 2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a child resets SIGTERM to SIG_DFL after the fork and installs its handler only in "
-    "asyncio.run(serve()); a SIGTERM forwarded while children start kills them, "
-    "tornado.process.fork_processes restarts them ('killed by signal 15, restarting') and the "
-    "parent then runs forever instead of exiting 0 (SPEC §8 Signals)"))
 def test_sigterm_while_children_start_still_stops_the_server():
-    for attempt in range(ATTEMPTS):
-        server = sp.ServerProcess(sp.server_args(sp.free_port(), DB, extra=["--processes=2"]))
-        try:
-            assert sp.wait_until(lambda: len(server.children()) == 2, 10, interval=0.005), server.stderr
-            server.send(signal.SIGTERM)
-            assert stops_without_restart(server) == 0, server.stderr
-        finally:
-            server.kill()
+    for _ in range(ATTEMPTS):
+        sigterm_while_children_start()
+
+
+def sigterm_while_children_start():
+    server = sp.ServerProcess(sp.server_args(sp.free_port(), DB, extra=["--processes=2"]))
+    try:
+        assert sp.wait_until(lambda: len(server.children()) == 2, 10, interval=0.005), server.stderr
+        server.send(signal.SIGTERM)
+        assert stops_without_restart(server) == 0, server.stderr
+    finally:
+        server.kill()
 
 
 # --- cookie secret file --------------------------------------------------------------------------
+
 
 def test_generated_cookie_secret_is_private_and_survives_restarts(tmp_path):
     path = os.path.join(sp.PROJECT, "var", "cookie_secret")  # the project's real file: never removed
@@ -346,7 +391,9 @@ def test_generated_cookie_secret_is_private_and_survives_restarts(tmp_path):
 
     # Run 2: forked processes, started from another directory; var/ still is the project's.
     with sp.running_server(DB, cookie_secret=None, extra=["--processes=2"], cwd=str(tmp_path)) as (
-            server, port):
+        server,
+        port,
+    ):
         browser.port = port
         for _ in range(8):  # new connections, so both children answer
             page = browser.get("/").text
@@ -358,13 +405,16 @@ def test_generated_cookie_secret_is_private_and_survives_restarts(tmp_path):
 
     # The cookie really depends on the secret: another secret does not know the session.
     with sp.running_server(DB, cookie_secret="some-other-secret-abcdefghijklmnopqrstuvwxyz") as (
-            server, port):
+        server,
+        port,
+    ):
         browser.port = port
         page = browser.get("/").text
         assert name not in page and "Log in" in page
 
 
 # --- migrations ----------------------------------------------------------------------------------
+
 
 def database_exists(name):
     con = sp.mysql_connection()
@@ -382,11 +432,15 @@ def applied_migrations(database):
         with con.cursor() as cur:
             cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
             rows = [(r["version"], r["name"]) for r in cur.fetchall()]
-            cur.execute("SELECT default_character_set_name AS cs FROM information_schema.schemata"
-                        " WHERE schema_name = %s", (database,))
+            cur.execute(
+                "SELECT default_character_set_name AS cs FROM information_schema.schemata"
+                " WHERE schema_name = %s",
+                (database,),
+            )
             charset = cur.fetchone()["cs"]
-            cur.execute("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = %s",
-                        (database,))
+            cur.execute(
+                "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = %s", (database,)
+            )
             tables = {r["t"] for r in cur.fetchall()}
     finally:
         con.close()
@@ -418,7 +472,7 @@ def test_two_servers_starting_at_once_on_an_empty_database_both_come_up():
     ports = [sp.free_port(), sp.free_port()]
     servers = [sp.ServerProcess(sp.server_args(port, DB_RACE)) for port in ports]
     try:
-        for server, port in zip(servers, ports):
+        for server, port in zip(servers, ports, strict=True):
             sp.wait_until_healthy(server, port)
         for server in servers:
             assert stop(server) == 0

@@ -1,4 +1,5 @@
 """The shortest path a newcomer takes: register, write, see it on the index, log out."""
+
 import pytest
 
 

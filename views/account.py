@@ -2,40 +2,54 @@
 
 import tornado.web
 
+from views.auth import too_many_attempts_message
 from views.base import SESSION_COOKIE, BaseHandler
 from views.forms import MESSAGES, new_password_errors
 
 
-class AccountHandler(BaseHandler):
-    def initialize(self, users, passwords):
+class AccountPageMixin:
+    """The account page, shown by GET /account and re-shown by a password change with errors."""
+
+    def initialize(self, users, passwords, throttle=None):
         self.users = users
         self.passwords = passwords
+        self.throttle = throttle
 
     async def show(self, values=None, errors=None, status=200):
         sessions = await self.application.sessions.list_for(self.current_user["id"])
         self.set_status(status)
         self.render("account.html", sessions=sessions, values=values or {}, field_errors=errors or {})
 
+
+class AccountHandler(AccountPageMixin, BaseHandler):
     @tornado.web.authenticated
     async def get(self):
         await self.show()
 
 
-class PasswordChangeHandler(AccountHandler):
+class PasswordChangeHandler(AccountPageMixin, BaseHandler):
     @tornado.web.authenticated
     async def post(self):
         current = self.get_body_argument("current", "", strip=False)
         password = self.get_body_argument("password", "", strip=False)
         confirm = self.get_body_argument("confirm", "", strip=False)
-        user = await self.users.by_id(self.current_user["id"])
+        me, ip = self.current_user, self.request.remote_ip
         errors = new_password_errors(password, confirm)
+        # Guessing the current password here is throttled like guessing it at /login.
+        attempt, wait = await self.throttle.begin(me["username"], ip)
+        if not attempt:
+            self.set_header("Retry-After", str(wait))
+            return await self.show(errors={"current": too_many_attempts_message(wait)}, status=429)
+        user = await self.users.by_id(me["id"])
         if not current or not await self.passwords.verify(user["password_hash"], current):
             errors["current"] = MESSAGES["current_wrong"]
+        else:
+            await self.throttle.succeeded(me["username"], ip)
         if errors:
             return await self.show(errors=errors, status=400)
         await self.users.set_password_hash(user["id"], await self.passwords.hash(password))
         revoked = await self.application.sessions.revoke_all_for(
-            user["id"], except_session_id=self.current_user["session_id"]
+            user["id"], except_session_id=me["session_id"]
         )
         plural = "" if revoked == 1 else "s"
         self.set_flash("Password changed. %d other session%s signed out." % (revoked, plural))
@@ -51,7 +65,6 @@ class SessionRevokeHandler(BaseHandler):
         user = self.current_user
         if self.get_body_argument("all", ""):
             await sessions.revoke_all_for(user["id"])
-            await sessions.revoke(user["id"], user["session_id"])
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash("You are signed out everywhere.")
             return self.redirect(self.reverse_url("login"))

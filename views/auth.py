@@ -41,6 +41,11 @@ class LoginHandler(BaseHandler):
         self.passwords = passwords
         self.throttle = throttle
 
+    def too_many_attempts(self, wait, values):
+        self.set_header("Retry-After", str(wait))
+        errors = {"form": too_many_attempts_message(wait)}
+        self.render_form("login.html", values, errors, status=429)
+
     def get(self):
         if self.current_user:
             return self.redirect(self.next_url())
@@ -58,26 +63,24 @@ class LoginHandler(BaseHandler):
         if errors:
             return self.render_form("login.html", values, errors)
         ip = self.request.remote_ip
-        # The throttle is checked before hashing, so a flood costs no CPU.
-        wait = await self.throttle.retry_after(username, ip)
-        if wait:
-            self.set_header("Retry-After", str(wait))
-            minutes = (wait + 59) // 60
-            errors["form"] = "Too many failed attempts. Try again in %d minute%s." % (
-                minutes,
-                "" if minutes == 1 else "s",
-            )
-            return self.render_form("login.html", values, errors, status=429)
+        # The attempt is recorded and the throttle checked before hashing: a flood costs no CPU.
+        attempt, wait = await self.throttle.begin(username, ip)
+        if not attempt:
+            return self.too_many_attempts(wait, values)
         user = await self.users.by_username(username)
         ok = await self.passwords.verify(user["password_hash"] if user else None, password)
         if not ok:
-            await self.throttle.record_failure(username, ip)
             errors["form"] = MESSAGES["login_failed"]
             return self.render_form("login.html", values, errors)
-        await self.throttle.clear(username, ip)
+        await self.throttle.succeeded(username, ip)
         await self.log_in(user["id"])
         self.set_flash("Signed in as %s." % user["username"])
         self.redirect(self.next_url())
+
+
+def too_many_attempts_message(wait):
+    minutes = (wait + 59) // 60
+    return "Too many failed attempts. Try again in %d minute%s." % (minutes, "" if minutes == 1 else "s")
 
 
 class LogoutHandler(BaseHandler):

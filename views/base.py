@@ -75,19 +75,14 @@ class SessionMixin:
         )
 
 
-class BaseHandler(SessionMixin, tornado.web.RequestHandler):
+class PageMixin:
+    """What every HTML response shares, static files and error pages included: security headers,
+    the template namespace, the site's error pages, logs without query strings."""
+
     flash = None
 
     def set_default_headers(self):
         security_headers(self)
-
-    async def prepare(self):
-        self.application.in_flight.add(self)
-        self.current_user = await self.load_session()
-        message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
-        if message:
-            self.flash = message.decode()
-            self.clear_cookie(FLASH_COOKIE)
 
     def index_url(self, query="", page=1):
         """The index URL for a page of results, keeping the search."""
@@ -96,9 +91,6 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
 
     def get_login_url(self):
         return self.reverse_url("login")
-
-    def on_finish(self):
-        self.application.in_flight.discard(self)
 
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
@@ -111,6 +103,58 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
             index_url=self.index_url,
         )
         return namespace
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def log_exception(self, typ, value, tb):
+        # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
+        summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                # Messages about a client's input end with what it sent (Tornado's "Invalid unicode
+                # in password: b'...'"): keep the description, never the value.
+                message = value.log_message % tuple("…" for _ in value.args)
+                if value.status_code < 500:
+                    message = message.split(":", 1)[0]
+                gen_log.warning("%d %s: %s", value.status_code, summary, message)
+        else:
+            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
+
+    def write_error(self, status_code, **kwargs):
+        # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
+        exc = kwargs.get("exc_info")
+        message = ERROR_MESSAGES.get(status_code, self._reason)
+        error = str(exc[1]).lower() if exc else ""
+        if status_code == 403 and ("xsrf" in error or "origin" in error):
+            message = "This form has expired or came from another site. Reload the page and try again."
+        elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
+            message = exc[1].reason + "."
+        trace = None
+        if self.settings.get("serve_traceback") and exc:
+            trace = "".join(traceback.format_exception(*exc))
+        try:
+            self.render(
+                "error.html",
+                status_code=status_code,
+                title=http.client.responses.get(status_code, "Error"),
+                message=message,
+                trace=trace,
+            )
+        except Exception:
+            self.finish("%d: %s" % (status_code, message))
+
+
+class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
+    async def prepare(self):
+        self.application.in_flight.add(self)
+        self.current_user = await self.load_session()
+        message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
+        if message:
+            self.flash = message.decode()
+            self.clear_cookie(FLASH_COOKIE)
+
+    def on_finish(self):
+        self.application.in_flight.discard(self)
 
     # --- helpers for handlers -------------------------------------------------------------
 
@@ -142,40 +186,6 @@ class BaseHandler(SessionMixin, tornado.web.RequestHandler):
             raise tornado.web.HTTPError(400, "bad %s", name, reason="Invalid %s" % name)
         return int(raw)
 
-    # --- errors ---------------------------------------------------------------------------
-
-    def log_exception(self, typ, value, tb):
-        # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
-        summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
-        if isinstance(value, tornado.web.HTTPError):
-            if value.log_message:
-                gen_log.warning("%d %s: %s", value.status_code, summary, value.log_message % value.args)
-        else:
-            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
-
-    def write_error(self, status_code, **kwargs):
-        # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
-        exc = kwargs.get("exc_info")
-        message = ERROR_MESSAGES.get(status_code, self._reason)
-        error = str(exc[1]).lower() if exc else ""
-        if status_code == 403 and ("xsrf" in error or "origin" in error):
-            message = "This form has expired or came from another site. Reload the page and try again."
-        elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
-            message = exc[1].reason + "."
-        trace = None
-        if self.settings.get("serve_traceback") and exc:
-            trace = "".join(traceback.format_exception(*exc))
-        try:
-            self.render(
-                "error.html",
-                status_code=status_code,
-                title=http.client.responses.get(status_code, "Error"),
-                message=message,
-                trace=trace,
-            )
-        except Exception:
-            self.finish("%d: %s" % (status_code, message))
-
 
 class NotFoundHandler(BaseHandler):
     """The site's 404 page for paths no route matches (the `default_handler_class`)."""
@@ -198,6 +208,5 @@ class BadHostHandler(BaseHandler):
         raise tornado.web.HTTPError(400, reason="Unknown host")
 
 
-class StaticFileHandler(tornado.web.StaticFileHandler):
-    def set_default_headers(self):
-        security_headers(self)
+class StaticFileHandler(PageMixin, tornado.web.StaticFileHandler):
+    """Static files with the security headers, and the site's 404 page for a missing one."""
