@@ -1,5 +1,7 @@
 """Story Markdown to HTML: raw HTML is escaped (shown literally) and links are http/https/mailto only."""
 
+import html
+import re
 import urllib.parse
 
 import mistune
@@ -26,3 +28,15 @@ def render(body):
         escape=True, renderer=StoryRenderer(escape=True), plugins=["strikethrough", "table", "url"]
     )
     return md(body)
+
+
+EXCERPT_CHARS = 280
+_BLOCK_END = re.compile(r"</(?:p|h[1-6]|li|blockquote|pre|tr|td|th|div)>|<br\s*/?>|<hr\s*/?>")
+_TAG = re.compile(r"<[^>]*>")
+
+
+def excerpt(body_html, limit=EXCERPT_CHARS):
+    """The story's opening as plain text (tags dropped, entities decoded, spaces collapsed)."""
+    spaced = _BLOCK_END.sub(" ", body_html)  # blocks end in a space, inline tags just vanish
+    text = " ".join(html.unescape(_TAG.sub("", spaced)).split())
+    return text if len(text) <= limit else text[:limit] + "…"

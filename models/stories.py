@@ -9,6 +9,10 @@ _COLUMNS = (
     "SELECT s.id, s.user_id, s.title, s.body, s.body_html, s.created_at, s.updated_at,"
     " u.username AS author FROM stories s JOIN users u ON u.id = s.user_id"
 )
+_LIST_COLUMNS = (  # the index needs no bodies: 20 of them could weigh 2 MB
+    "SELECT s.id, s.user_id, s.title, s.excerpt, s.created_at, u.username AS author"
+    " FROM stories s JOIN users u ON u.id = s.user_id"
+)
 
 
 def like_pattern(text):
@@ -17,13 +21,19 @@ def like_pattern(text):
     return "%" + escaped + "%"
 
 
+def _render(body):
+    body_html = markdown.render(body)
+    return body_html, markdown.excerpt(body_html)
+
+
 class Stories:
     def __init__(self, db, render_executor=None):
         self.db = db
         self._render_executor = render_executor  # Markdown is CPU work: not on the IOLoop
 
     async def render(self, body):
-        return await asyncio.get_running_loop().run_in_executor(self._render_executor, markdown.render, body)
+        """(body_html, excerpt) for a Markdown body, made on an executor thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._render_executor, _render, body)
 
     async def page(self, page=1, query="", page_size=PAGE_SIZE):
         """Newest first; returns (rows, has_next). With query, title or body contains it literally."""
@@ -31,12 +41,13 @@ class Stories:
         if query:
             pattern = like_pattern(query)
             rows = await self.db.fetch_all(
-                _COLUMNS + " WHERE s.title LIKE %s OR s.body LIKE %s ORDER BY s.id DESC LIMIT %s OFFSET %s",
+                _LIST_COLUMNS
+                + " WHERE s.title LIKE %s OR s.body LIKE %s ORDER BY s.id DESC LIMIT %s OFFSET %s",
                 (pattern, pattern, page_size + 1, offset),
             )
         else:
             rows = await self.db.fetch_all(
-                _COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
+                _LIST_COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
             )
         return rows[:page_size], len(rows) > page_size
 
@@ -45,18 +56,19 @@ class Stories:
 
     async def create(self, user_id, title, body):
         """Insert a story; returns its id (lastrowid)."""
-        body_html = await self.render(body)
+        body_html, excerpt = await self.render(body)
         result = await self.db.execute(
-            "INSERT INTO stories (user_id, title, body, body_html) VALUES (%s, %s, %s, %s)",
-            (user_id, title, body, body_html),
+            "INSERT INTO stories (user_id, title, body, body_html, excerpt) VALUES (%s, %s, %s, %s, %s)",
+            (user_id, title, body, body_html, excerpt),
         )
         return result.lastrowid
 
     async def update(self, story_id, title, body):
-        body_html = await self.render(body)
+        body_html, excerpt = await self.render(body)
         await self.db.execute(
-            "UPDATE stories SET title = %s, body = %s, body_html = %s, updated_at = NOW() WHERE id = %s",
-            (title, body, body_html, story_id),
+            "UPDATE stories SET title = %s, body = %s, body_html = %s, excerpt = %s, updated_at = NOW()"
+            " WHERE id = %s",
+            (title, body, body_html, excerpt, story_id),
         )
 
     async def delete(self, story_id):

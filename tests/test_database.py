@@ -433,7 +433,8 @@ def test_migrate_on_a_migrated_database_applies_nothing(clean_db):
     versions = sql_scalar(
         clean_db, "SELECT GROUP_CONCAT(version, ':', name ORDER BY version) FROM schema_migrations"
     )
-    assert versions == "1:001_init.sql"
+    assert versions == ",".join("%d:%s" % (v, name) for v, name, _ in migrate.migration_files())
+    assert versions.startswith("1:001_init.sql,2:002_story_excerpt.sql")
 
 
 def test_every_migration_statement_is_safe_to_run_twice(clean_db):
@@ -474,7 +475,7 @@ def test_two_starters_on_a_fresh_database_migrate_once(db_settings):
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             results = list(pool.map(lambda _: migrate.migrate(**fresh), range(2)))
-        assert sorted(results) == [[], [1]]
+        assert sorted(results) == [[], [v for v, _, _ in migrate.migration_files()]]
         assert (
             sql_scalar(
                 fresh,
@@ -484,7 +485,9 @@ def test_two_starters_on_a_fresh_database_migrate_once(db_settings):
             )
             == "utf8mb4"
         )
-        assert sql_scalar(fresh, "SELECT COUNT(*) FROM schema_migrations", database=fresh["database"]) == 1
+        assert sql_scalar(fresh, "SELECT COUNT(*) FROM schema_migrations", database=fresh["database"]) == len(
+            migrate.migration_files()
+        )
     finally:
         sql_scalar(db_settings, drop, database=None)
 

@@ -32,9 +32,11 @@ def add_stories(db_settings, stories, username="writer"):
             user_id = cur.lastrowid
             ids = []
             for title, body in stories:
+                body_html = markdown.render(body)
                 cur.execute(
-                    "INSERT INTO stories (user_id, title, body, body_html) VALUES (%s, %s, %s, %s)",
-                    (user_id, title, body, markdown.render(body)),
+                    "INSERT INTO stories (user_id, title, body, body_html, excerpt)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (user_id, title, body, body_html, markdown.excerpt(body_html)),
                 )
                 ids.append(cur.lastrowid)
             return ids
@@ -162,7 +164,7 @@ async def test_story_cards(client, db_settings):
     assert '<h3><a href="/story/%d">&lt;Short&gt; &amp; sweet</a></h3>' % short_id in page
     assert '<h3><a href="/story/%d">Long</a></h3>' % long_id in page
     assert page.count("by <strong>carol</strong>") == 2
-    assert "<p>Just *this*.</p>" in page  # the excerpt is plain text, not rendered
+    assert "<p>Just this.</p>" in page  # the excerpt is the rendered text, without tags
     assert "<p>%s…</p>" % ("x" * 280) in page
 
 
