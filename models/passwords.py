@@ -11,8 +11,9 @@ class Passwords:
     def __init__(self, threads=2, **argon2_params):
         self._hasher = PasswordHasher(**argon2_params)  # argon2id by default
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="argon2")
-        # Unknown users are checked against this, so timing does not tell which names exist.
-        self._dummy_hash = self._hasher.hash("storyhouse-dummy-password")
+        # Unknown users are checked against a real hash, so timing does not tell which names
+        # exist; it is made on the executor at first use, not on the IOLoop at start.
+        self._dummy_hash = None
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -21,6 +22,8 @@ class Passwords:
         return await self._run(self._hasher.hash, password)
 
     def _verify(self, password_hash, password):
+        if not password_hash and self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash("storyhouse-dummy-password")
         try:
             return self._hasher.verify(password_hash or self._dummy_hash, password) and bool(password_hash)
         except (VerificationError, InvalidHashError):

@@ -528,6 +528,22 @@ async def test_logout_clears_the_cookie_and_ends_the_session(client, make_client
     assert not await is_logged_in(old_copy)  # a copy of the cookie is worthless now
 
 
+@pytest.mark.gen_test
+async def test_logging_in_again_replaces_the_browsers_session(make_client, db_settings):
+    """A new session at every login; the one the browser already held ends (no fixation)."""
+    await registered(make_client, "bob")
+    browser = await registered(make_client, "alice")
+    before = browser.cookies["session"]
+    stale = make_client()
+    stale.cookies = dict(browser.cookies)
+    r = await browser.login("bob", PASSWORD)
+    assert r.code == 302
+    assert browser.cookies["session"] != before
+    assert count(db_settings, "sessions s JOIN users u ON u.id = s.user_id", "u.username = 'alice'") == 0
+    assert not await is_logged_in(stale)
+    assert await is_logged_in(browser)
+
+
 # --- the session cookie -------------------------------------------------------------------------
 
 

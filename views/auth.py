@@ -1,7 +1,5 @@
 """Register, log in, log out."""
 
-import tornado.web
-
 from models.users import UsernameTaken
 from views.base import SESSION_COOKIE, BaseHandler
 from views.forms import MESSAGES, registration_errors
@@ -85,14 +83,9 @@ def too_many_attempts_message(wait):
 
 class LogoutHandler(BaseHandler):
     async def post(self):
-        token = self.get_signed_cookie(
-            SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
-        )
+        token = self.session_token()
         if token:
-            await self.application.sessions.delete_token(token.decode())
+            await self.application.sessions.delete_token(token)
         self.clear_cookie(SESSION_COOKIE)
         self.set_flash("You are signed out.")
         self.redirect(self.reverse_url("index"))
-
-    def get(self):
-        raise tornado.web.HTTPError(405)

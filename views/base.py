@@ -49,13 +49,17 @@ def is_local_path(target):
 class SessionMixin:
     """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
 
-    async def load_session(self):
+    def session_token(self):
+        """The session token from the signed cookie, or None (missing, tampered, too old)."""
         token = self.get_signed_cookie(
             SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
         )
+        return token.decode() if token else None
+
+    async def load_session(self):
+        token = self.session_token()
         if not token:
             return None
-        token = token.decode()
         user = await self.application.sessions.lookup(token)
         if user is None:
             return None
@@ -163,6 +167,10 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
         self.set_signed_cookie(FLASH_COOKIE, message, expires_days=None, httponly=True, samesite="Lax")
 
     async def log_in(self, user_id):
+        """Start a new session; a session the browser already had ends (no fixation, no orphans)."""
+        old = self.session_token()
+        if old:
+            await self.application.sessions.delete_token(old)
         token = await self.application.sessions.create(
             user_id, self.request.remote_ip, self.request.headers.get("User-Agent", "")
         )
