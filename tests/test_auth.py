@@ -9,17 +9,15 @@ import asyncio
 import datetime
 import email.utils
 import hashlib
-import http.cookies
 import re
 import urllib.parse
 
-import pymysql
 import pytest
 import tornado.escape
 import tornado.web
 
-from models.db import connect_args
 from models.throttle import PER_ACCOUNT_IP, PER_IP, WINDOW_MINUTES
+from tests.helpers import query, set_cookie
 from views.forms import MESSAGES
 
 PASSWORD = "correct horse"
@@ -55,18 +53,6 @@ def input_value(page, name):
     return m.group(1)
 
 
-def query(db_settings, sql, params=()):
-    """Rows from the test database, read on a connection of the test's own."""
-    s = db_settings
-    con = pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], s["database"]))
-    try:
-        with con.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        con.close()
-
-
 def count(db_settings, table, where="1", params=()):
     """Rows of `table` (a name written in the test, never input) matching `where`."""
     sql = "SELECT COUNT(*) AS n FROM %s WHERE %s" % (table, where)  # noqa: S608
@@ -74,13 +60,7 @@ def count(db_settings, table, where="1", params=()):
 
 
 def session_morsel(response, name="session"):
-    """The Set-Cookie of `name` in a response, as a Morsel, or None."""
-    for header in response.headers.get_list("Set-Cookie"):
-        jar = http.cookies.SimpleCookie()
-        jar.load(header)
-        if name in jar:
-            return jar[name]
-    return None
+    return set_cookie(response, name)
 
 
 def cookie_expires(morsel):

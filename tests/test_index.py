@@ -2,7 +2,6 @@
 the page argument, literal search, the theme preference cookie, and links built from the routes."""
 
 import email.utils
-import http.cookies
 import re
 import urllib.parse
 
@@ -11,6 +10,7 @@ import pytest
 
 from models import markdown
 from models.db import connect_args
+from tests.helpers import set_cookie
 
 INVALID_PAGE = "Invalid page."
 
@@ -297,16 +297,6 @@ async def test_search_page_past_the_end_does_not_deny_the_matches(client, db_set
 
 
 # --- the theme preference cookie ---------------------------------------------------------------
-
-
-def set_cookie(response, name):
-    """The Set-Cookie morsel for name, or None."""
-    for header in response.headers.get_list("Set-Cookie"):
-        jar = http.cookies.SimpleCookie()
-        jar.load(header)
-        if name in jar:
-            return jar[name]
-    return None
 
 
 def html_tag(page):

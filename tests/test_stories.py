@@ -5,11 +5,10 @@ import datetime
 import html.parser
 import re
 
-import pymysql
 import pytest
 from tornado.escape import xhtml_escape
 
-from models.db import connect_args
+from tests.helpers import query
 from views.forms import MESSAGES
 
 NOT_ALLOWED = "You are not allowed to do that."
@@ -17,18 +16,6 @@ NOT_FOUND = "There is nothing here."
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def query(db_settings, sql, params=()):
-    """Run one statement on a connection of its own; returns all rows (dicts)."""
-    s = db_settings
-    con = pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], s["database"]))
-    try:
-        with con.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        con.close()
 
 
 def stored(db_settings, story_id):
@@ -226,21 +213,11 @@ async def test_rejected_story_input(client, db_settings, case, title, body, fiel
     assert story_count(db_settings) == 0
 
 
+@pytest.mark.parametrize("data", [{"title": "", "body": ""}, {}], ids=["both-empty", "both-missing"])
 @pytest.mark.gen_test
-async def test_both_fields_wrong_show_both_messages(client, db_settings):
+async def test_both_fields_wrong_show_both_messages(client, db_settings, data):
     await client.register("alice")
-    r = await client.post("/story/new", {"title": "", "body": ""})
-    assert r.code == 400
-    page = text(r)
-    assert field_error(page, "title") == MESSAGES["title_empty"]
-    assert field_error(page, "body") == MESSAGES["body_empty"]
-    assert story_count(db_settings) == 0
-
-
-@pytest.mark.gen_test
-async def test_missing_fields_are_validation_errors(client, db_settings):
-    await client.register("alice")
-    r = await client.post("/story/new", {})
+    r = await client.post("/story/new", data)
     assert r.code == 400
     page = text(r)
     assert field_error(page, "title") == MESSAGES["title_empty"]
