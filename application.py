@@ -1,12 +1,13 @@
 """The Application: the whole route table (named routes) and the objects handlers share."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import tornado.web
 from tornado.web import url
 
 import config
-from models.db import Database, HealthProbe
+from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
 from models.sessions import Sessions
 from models.stories import Stories
@@ -41,7 +42,8 @@ class Application(tornado.web.Application):
         self.passwords = Passwords(**settings["argon2"])
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
-        self.stories = Stories(self.db)
+        self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
+        self.stories = Stories(self.db, self.render_executor)
         self.throttle = LoginThrottle(self.db)
         self.allowed_hosts = settings["allowed_hosts"]
         self.in_flight = set()  # handlers between prepare() and finish(), for a graceful stop
@@ -56,10 +58,10 @@ class Application(tornado.web.Application):
             url(r"/theme", index.ThemeHandler, name="theme"),
             # stories
             url(r"/story/new", stories.StoryNewHandler, story, name="story_new"),
-            url(r"/story/([0-9]+)", stories.StoryHandler, story, name="story"),
-            url(r"/story/([0-9]+)/", stories.StorySlashHandler, name="story_slash"),
-            url(r"/story/([0-9]+)/edit", stories.StoryEditHandler, story, name="story_edit"),
-            url(r"/story/([0-9]+)/delete", stories.StoryDeleteHandler, story, name="story_delete"),
+            url(r"/story/([0-9]{1,10})", stories.StoryHandler, story, name="story"),
+            url(r"/story/([0-9]{1,10})/", stories.StorySlashHandler, name="story_slash"),
+            url(r"/story/([0-9]{1,10})/edit", stories.StoryEditHandler, story, name="story_edit"),
+            url(r"/story/([0-9]{1,10})/delete", stories.StoryDeleteHandler, story, name="story_delete"),
             # accounts
             url(r"/register", auth.RegisterHandler, acct, name="register"),
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
@@ -85,10 +87,22 @@ class Application(tornado.web.Application):
 
     def find_handler(self, request, **kwargs):
         # Host check before anything else runs; /healthz is exempt (load balancers probe by IP).
-        if self.allowed_hosts and request.path != "/healthz":
+        if self.allowed_hosts and request.path != self.reverse_url("healthz"):
             if request.host_name.lower() not in self.allowed_hosts:
                 return self.get_handler_delegate(request, base.BadHostHandler)
         return super().find_handler(request, **kwargs)
+
+    async def housekeeping(self):
+        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions and old failures."""
+        try:
+            sessions = await self.sessions.delete_expired()
+            failures = await self.throttle.delete_old()
+        except DatabaseUnavailable:
+            return  # next hour, then
+        if sessions or failures:
+            logging.getLogger("storyhouse").info(
+                "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
+            )
 
     def close_websockets(self):
         """Close open WebSockets with 1001 (going away); the chat issue registers them here."""
@@ -99,3 +113,4 @@ class Application(tornado.web.Application):
         self.db.close()
         self.health.close()
         self.passwords.close()
+        self.render_executor.shutdown(wait=False, cancel_futures=True)

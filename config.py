@@ -116,7 +116,6 @@ def settings(**overrides):
         template_path=os.path.join(BASE_DIR, "template"),
         static_path=os.path.join(BASE_DIR, "static"),
         cookie_secret=options.cookie_secret,
-        login_url="/login",
         xsrf_cookies=True,
         cross_origin_protection=True,
         xsrf_cookie_kwargs=dict(httponly=True, samesite="Lax"),

@@ -13,14 +13,16 @@ import socket
 import sys
 import time
 
-import pymysql
+import tornado.ioloop
 import tornado.netutil
+import tornado.options
 import tornado.process
 from tornado.httpserver import HTTPServer
 from tornado.options import options
 
 import config
 from models import migrate
+from models.db import CannotConnect
 
 log = logging.getLogger("storyhouse")
 PR_SET_PDEATHSIG = 1
@@ -46,12 +48,19 @@ def prepare_database():
     db = config.mysql_settings()
     try:
         applied = migrate.migrate(**db)
-    except pymysql.err.OperationalError as e:
+    except CannotConnect as e:
+        where = "MySQL at %s:%s" % (e.host, e.port)
+        if e.denied:
+            fail(
+                "%s refused the user %r (%s). Run scripts/setup, or set --mysql_user/--mysql_password."
+                % (where, e.user, e.reason)
+            )
         fail(
-            "cannot reach MySQL at %s:%s as %r (%s). Start MariaDB (scripts/setup does it) or set "
-            "--mysql_host/--mysql_port/--mysql_user/--mysql_password."
-            % (db["host"], db["port"], db["user"], e.args[-1] if e.args else e)
+            "cannot reach %s (%s). Start MariaDB (scripts/setup does it) or set --mysql_host/--mysql_port."
+            % (where, e.reason)
         )
+    except migrate.MigrationLocked as e:
+        fail(str(e))
     if applied:
         log.info("database %s: applied migrations %s", db["database"], applied)
 
@@ -159,10 +168,13 @@ async def serve(reuse_port):
         )
     log.info(
         "Storyhouse listening on http://%s:%d/ (pid %d)",
-        options.address or "127.0.0.1",
+        options.address or "0.0.0.0",
         options.port,
         os.getpid(),
     )
+
+    housekeeping = tornado.ioloop.PeriodicCallback(app.housekeeping, 3600 * 1000, jitter=0.1)
+    housekeeping.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,14 +183,19 @@ async def serve(reuse_port):
     await stop.wait()
 
     # Drain: /healthz says 503, no new connections, in-flight requests finish (bounded).
-    app.draining = True
-    server.stop()
-    deadline = time.monotonic() + options.shutdown_timeout
-    while app.in_flight and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    app.close_websockets()
-    await server.close_all_connections()
-    app.close()
+    try:
+        app.draining = True
+        housekeeping.stop()
+        server.stop()
+        deadline = time.monotonic() + options.shutdown_timeout
+        while app.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        app.close_websockets()
+        await server.close_all_connections()
+        app.close()
+    except Exception:
+        # Still exit 0: a forking parent would restart a child that failed while stopping.
+        log.exception("error while stopping")
     signal.set_wakeup_fd(-1)
     loop.remove_reader(wake[0].fileno())
     for sock in wake:
@@ -188,7 +205,10 @@ async def serve(reuse_port):
 
 def main():
     Signals.install()
-    config.parse()
+    try:
+        config.parse()
+    except (tornado.options.Error, ValueError, OSError, SyntaxError, NameError) as e:
+        fail("cannot read the options: %s" % e)
     if options.debug and options.processes != 1:
         fail("--debug reloads code in one process only: use it with --processes=1.")
     prepare_database()

@@ -19,11 +19,27 @@ from tornado.web import HTTPError
 CONNECTION_ERRORS = {1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
 
 
+ACCESS_DENIED = {1044, 1045, 1698}
+DUPLICATE_KEY = 1062
+
+
 class DatabaseUnavailable(HTTPError):
     """MySQL cannot be reached. An HTTPError so that any handler that lets it escape answers 503."""
 
     def __init__(self, reason="database unavailable"):
         super().__init__(503, reason)
+
+
+class DuplicateKey(Exception):
+    """An INSERT or UPDATE hit a unique key (MySQL error 1062)."""
+
+
+class CannotConnect(Exception):
+    """At start: the server does not answer, or refuses our credentials (`denied`)."""
+
+    def __init__(self, host, port, user, reason, denied):
+        super().__init__(reason)
+        self.host, self.port, self.user, self.reason, self.denied = host, port, user, reason, denied
 
 
 @dataclass
@@ -69,6 +85,16 @@ def connect_args(host, port, user, password, database=None, connect_timeout=2, r
     )  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
 
 
+def open_connection(host, port, user, password, database=None, **timeouts):
+    """One plain connection (migrations at start): CannotConnect instead of pymysql's errors."""
+    try:
+        return connect(**connect_args(host, port, user, password, database, **timeouts))
+    except pymysql.err.MySQLError as e:
+        code = e.args[0] if e.args else None
+        reason = e.args[-1] if e.args else str(e)
+        raise CannotConnect(host, port, user, reason, denied=code in ACCESS_DENIED) from e
+
+
 def is_connection_error(exc):
     if isinstance(exc, pymysql.err.InterfaceError):
         return True
@@ -79,7 +105,7 @@ class Database:
     """Async access to MySQL: `fetch_one`, `fetch_all`, `execute` and `transaction`."""
 
     def __init__(
-        self, host, port, user, password, database, pool_size=8, query_timeout=35.0, fail_fast_seconds=1.0
+        self, host, port, user, password, database, pool_size=8, query_timeout=5.0, fail_fast_seconds=1.0
     ):
         self.pool_size = pool_size
         self.query_timeout = query_timeout
@@ -87,27 +113,39 @@ class Database:
         self._down_until = 0.0
         # ping=0: no round trip at every checkout. DBUtils' SteadyDB reopens a broken connection
         # and retries once by itself (outside transactions), which is how the pool recovers.
+        # reset=False: no ROLLBACK each time a connection goes back (we run in autocommit; the
+        # transaction helper commits or rolls back itself).
         self._pool = PooledDB(
             connect,
             maxconnections=pool_size,
             maxcached=pool_size,
             blocking=True,
             ping=0,
+            reset=False,
             **connect_args(host, port, user, password, database),
         )
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="mysql")
 
-    async def _run(self, fn, *args):
+    def _check_up(self):
         # After a connection error, fail fast for a moment instead of queueing every request
-        # behind threads that are waiting for a dead server.
+        # behind threads that are waiting for a dead server (checked again on the worker thread,
+        # for work that was queued before the failure).
         if time.monotonic() < self._down_until:
             raise DatabaseUnavailable()
+
+    async def _run(self, fn, *args):
+        self._check_up()
         future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
+            # pymysql's read timeout (30 s) frees a stuck thread; a page waits at most this long.
             return await asyncio.wait_for(future, self.query_timeout)
         except TimeoutError:
             self._down_until = time.monotonic() + self.fail_fast_seconds
             raise DatabaseUnavailable("query timed out") from None
+        except pymysql.err.IntegrityError as e:
+            if e.args and e.args[0] == DUPLICATE_KEY:
+                raise DuplicateKey(e.args[-1]) from e
+            raise
         except pymysql.err.MySQLError as e:
             if is_connection_error(e):
                 self._down_until = time.monotonic() + self.fail_fast_seconds
@@ -115,6 +153,7 @@ class Database:
             raise
 
     def _query(self, sql, params, fetch):
+        self._check_up()
         con = self._pool.connection()
         try:
             with con.cursor() as cur:
@@ -128,6 +167,7 @@ class Database:
             con.close()  # back to the pool
 
     def _transaction(self, fn):
+        self._check_up()
         con = self._pool.connection()
         try:
             con.begin()
@@ -137,7 +177,10 @@ class Database:
                 con.commit()
                 return result
             except BaseException:
-                con.rollback()
+                try:
+                    con.rollback()
+                except pymysql.err.MySQLError:
+                    pass  # the connection is gone, and the transaction with it: keep the first error
                 raise
         finally:
             con.close()
@@ -159,7 +202,8 @@ class Database:
         return await self._run(self._transaction, fn)
 
     def close(self):
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # No waiting on the loop for a hung query: its thread ends at pymysql's read timeout.
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
 
 

@@ -8,10 +8,14 @@ import logging
 import os
 import re
 
-from models.db import connect, connect_args
+from models.db import open_connection
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 log = logging.getLogger("storyhouse.migrate")
+
+
+class MigrationLocked(Exception):
+    """Another process has held the migration lock for a minute."""
 
 
 def migration_files():
@@ -45,14 +49,17 @@ def create_database(cur, database):
 
 def migrate(host, port, user, password, database):
     """Create the database if missing and apply pending migrations; returns the versions applied."""
-    con = connect(**connect_args(host, port, user, password, None, read_timeout=120))
+    con = open_connection(host, port, user, password, None, read_timeout=120)
     applied = []
     try:
         with con.cursor() as cur:
             create_database(cur, database)
             cur.execute("SELECT GET_LOCK(%s, 60) AS got", ("storyhouse_migrate_" + database,))
             if not cur.fetchone()["got"]:
-                raise RuntimeError("another process holds the migration lock for 60 s")
+                raise MigrationLocked(
+                    "another process has been migrating database %s for 60 s: wait for it, then start again."
+                    % database
+                )
             try:
                 cur.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("

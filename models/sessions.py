@@ -36,7 +36,7 @@ class Sessions:
         )
         if row is None:
             return None
-        row["touched"] = row.pop("idle") >= LAST_SEEN_EVERY
+        row["due_for_touch"] = row.pop("idle") >= LAST_SEEN_EVERY
         return row
 
     async def touch(self, session_id, ip):
@@ -60,11 +60,13 @@ class Sessions:
         )
         return result.rowcount > 0
 
-    async def revoke_all_for(self, user_id, except_session_id=None):
-        result = await self.db.execute(
-            "DELETE FROM sessions WHERE user_id = %s AND id <> %s", (user_id, except_session_id or 0)
-        )
+    async def revoke_all_for(self, user_id):
+        result = await self.db.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
         return result.rowcount
+
+    async def delete_expired(self):
+        """Housekeeping: sessions past their expiry are gone for good."""
+        return (await self.db.execute("DELETE FROM sessions WHERE expires_at < NOW()")).rowcount
 
     async def delete_token(self, token):
         await self.db.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash(token),))

@@ -26,13 +26,18 @@ def _render(body):
     return body_html, markdown.excerpt(body_html)
 
 
+TooLarge = markdown.TooLarge
+
+
 class Stories:
-    def __init__(self, db, render_executor=None):
+    def __init__(self, db, render_executor):
         self.db = db
-        self._render_executor = render_executor  # Markdown is CPU work: not on the IOLoop
+        # Markdown is CPU work: off the IOLoop, on a small executor of its own (one thread, so
+        # renders queue instead of contending with the loop for the GIL).
+        self._render_executor = render_executor
 
     async def render(self, body):
-        """(body_html, excerpt) for a Markdown body, made on an executor thread."""
+        """(body_html, excerpt) for a Markdown body, made on the render executor; raises TooLarge."""
         return await asyncio.get_running_loop().run_in_executor(self._render_executor, _render, body)
 
     async def page(self, page=1, query="", page_size=PAGE_SIZE):
@@ -63,13 +68,19 @@ class Stories:
         )
         return result.lastrowid
 
-    async def update(self, story_id, title, body):
+    async def update(self, story_id, user_id, title, body):
+        """Rewrite the story if user_id owns it; returns True when it did."""
         body_html, excerpt = await self.render(body)
-        await self.db.execute(
+        result = await self.db.execute(
             "UPDATE stories SET title = %s, body = %s, body_html = %s, excerpt = %s, updated_at = NOW()"
-            " WHERE id = %s",
-            (title, body, body_html, excerpt, story_id),
+            " WHERE id = %s AND user_id = %s",
+            (title, body, body_html, excerpt, story_id, user_id),
         )
+        return result.rowcount > 0
 
-    async def delete(self, story_id):
-        await self.db.execute("DELETE FROM stories WHERE id = %s", (story_id,))
+    async def delete(self, story_id, user_id):
+        """Delete the story if user_id owns it; returns True when it did."""
+        result = await self.db.execute(
+            "DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id)
+        )
+        return result.rowcount > 0

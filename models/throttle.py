@@ -61,6 +61,13 @@ class LoginThrottle:
             return None, await self.retry_after(username, ip) or 1
         return attempt_id, 0
 
+    async def delete_old(self):
+        """Housekeeping: failures older than the window count for nothing."""
+        result = await self.db.execute(
+            "DELETE FROM login_failures WHERE failed_at < NOW() - INTERVAL %s MINUTE", (self.window,)
+        )
+        return result.rowcount
+
     async def succeeded(self, username, ip):
         """A right password forgets this account's failures from this IP (the attempt's own too)."""
         await self.db.execute(

@@ -1,6 +1,6 @@
 """Members: create, look up, change password. Rows are plain dicts."""
 
-import pymysql
+from models.db import DuplicateKey
 
 
 class UsernameTaken(Exception):
@@ -17,7 +17,7 @@ class Users:
             result = await self.db.execute(
                 "INSERT INTO users (username, password_hash) VALUES (%s, %s)", (username, password_hash)
             )
-        except pymysql.err.IntegrityError:
+        except DuplicateKey:
             raise UsernameTaken(username) from None
         return result.lastrowid
 
@@ -31,5 +31,13 @@ class Users:
             "SELECT id, username, password_hash, created_at FROM users WHERE id = %s", (user_id,)
         )
 
-    async def set_password_hash(self, user_id, password_hash):
-        await self.db.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+    async def change_password(self, user_id, password_hash):
+        """Set a new hash and end every session of the member, in one transaction; returns how
+        many sessions ended."""
+
+        def change(cur):
+            cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+            cur.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
+            return cur.rowcount
+
+        return await self.db.transaction(change)

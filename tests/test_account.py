@@ -156,7 +156,7 @@ async def test_revoke_this_session_by_its_id(members, make_client):
     assert await is_logged_in(b)
 
 
-BOGUS_IDS = ["", "abc", "0", "-1", "1.5", " ", "1e3", "99999999999999999999", "١", "bob's"]
+BOGUS_IDS = ["", "abc", "0", "-1", "1.5", " ", "1e3", "99999999999999999999", "1" * 5000, "١", "bob's"]
 
 
 @pytest.mark.parametrize("bogus", BOGUS_IDS)
@@ -304,3 +304,16 @@ async def test_post_only_account_routes_refuse_get(members, path):
     r = await a.get(path)
     assert r.code == 405
     assert "That method is not allowed here." in html(r)
+
+
+@pytest.mark.gen_test
+async def test_password_change_gives_this_browser_a_new_session_token(make_client, db_settings):
+    a = make_client()
+    assert (await a.register("alice", PASSWORD)).code == 302
+    stale = make_client()
+    stale.cookies = dict(a.cookies)
+    assert (await change_password(a)).code == 302
+    assert a.cookies["session"] != stale.cookies["session"]
+    assert await is_logged_in(a)
+    assert not await is_logged_in(stale)  # a copy of the old cookie is worthless
+    assert count(db_settings, "sessions") == 1

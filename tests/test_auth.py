@@ -246,6 +246,8 @@ UNSAFE_NEXT = [
     "\\\\evil.com",
     "",
     "/\r\nSet-Cookie: a=b",
+    "/\x7f",  # DEL: Tornado refuses it in a Location header (it once gave a 500)
+    "/é",  # raw non-ASCII: what the site generates is percent-encoded
 ]
 
 

@@ -14,7 +14,7 @@ from tornado.testing import bind_unused_port
 import server
 from application import Application
 from models import migrate
-from models.db import Result
+from models.db import DuplicateKey, Result
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE, Client, raw_connection
 from tests.tcp_proxy import TcpProxy
 from tests.test_security import assert_error_page, assert_security_headers
@@ -95,8 +95,8 @@ async def test_sql_errors_propagate_and_the_pool_keeps_working(app):
     with pytest.raises(pymysql.err.ProgrammingError):
         await app.db.fetch_one("SELECT * FROM no_such_table")
     await add_user(app.db)
-    with pytest.raises(pymysql.err.IntegrityError):
-        await add_user(app.db)  # same name: unique key
+    with pytest.raises(DuplicateKey):
+        await add_user(app.db)  # same name: unique key (1062 becomes the layer's own error)
     for _ in range(app.db.pool_size * 2):  # no connection was lost to the errors
         assert await app.db.fetch_one("SELECT 1 AS one") == {"one": 1}
 
@@ -141,7 +141,7 @@ async def test_transaction_rolls_back_on_a_database_error(app, db_settings):
         _insert(cur, "first")
         _insert(cur, "taken")  # duplicate key: the whole transaction goes
 
-    with pytest.raises(pymysql.err.IntegrityError):
+    with pytest.raises(DuplicateKey):
         await app.db.transaction(work)
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users WHERE username = 'first'") == 0
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users") == 1
@@ -495,3 +495,22 @@ def test_two_starters_on_a_fresh_database_migrate_once(db_settings):
 def test_database_name_is_checked(db_settings):
     with pytest.raises(ValueError):
         migrate.migrate(**dict(db_settings, database="x`; DROP DATABASE mysql; --"))
+
+
+@pytest.mark.gen_test
+async def test_housekeeping_drops_expired_sessions_and_old_failures(app, db_settings):
+    user_id = await add_user(app.db, "keeper")
+    for token, days in (("live", 1), ("dead", -1)):
+        await app.db.execute(
+            "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (%s, %s, NOW() + INTERVAL %s DAY)",
+            (token, user_id, days),
+        )
+    for minutes in (1, 60):
+        await app.db.execute(
+            "INSERT INTO login_failures (username, ip, failed_at)"
+            " VALUES ('x', '127.0.0.1', NOW() - INTERVAL %s MINUTE)",
+            (minutes,),
+        )
+    await app.housekeeping()
+    assert sql_scalar(db_settings, "SELECT GROUP_CONCAT(token_hash) FROM sessions") == "live"
+    assert sql_scalar(db_settings, "SELECT COUNT(*) FROM login_failures") == 1

@@ -363,3 +363,10 @@ class TestAllowedHosts:
         response = await client.get("/healthz", headers={"Host": "10.0.0.1"})
         assert response.code == 200
         assert_security_headers(response)
+
+
+@pytest.mark.gen_test
+async def test_healthz_answers_head_for_load_balancers(client):
+    r = await client.fetch("/healthz", method="HEAD")
+    assert r.code == 200 and r.body == b""
+    assert_security_headers(r)

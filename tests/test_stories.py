@@ -573,3 +573,48 @@ def test_routes_match_reverse_url(app):
     assert app.reverse_url("story_edit", 7) == "/story/7/edit"
     assert app.reverse_url("story_delete", 7) == "/story/7/delete"
     assert app.reverse_url("story_new") == "/story/new"
+
+
+@pytest.mark.parametrize(
+    "path", ["/story/" + "1" * 5000, "/story/" + "1" * 5000 + "/", "/story/" + "1" * 11 + "/edit"]
+)
+@pytest.mark.gen_test
+async def test_ids_of_any_length_are_a_404_not_a_500(client, path):
+    r = await client.get(path)
+    assert r.code == 404
+    assert NOT_FOUND in text(r)
+
+
+@pytest.mark.gen_test
+async def test_a_body_that_expands_past_1_mb_is_refused_with_its_message(client, db_settings):
+    """98 KB of reference links would render to 32 MB of HTML: more than the column holds."""
+    await client.register("alice")
+    body = "[x]: http://e.com/" + "a" * 2000 + "\n\n" + "[a][x]" * 16000
+    assert len(body.encode()) < 100 * 1024
+    r = await client.post("/story/new", {"title": "Links", "body": body})
+    assert r.code == 400
+    assert field_error(text(r), "body") == MESSAGES["body_expands"]
+    assert story_count(db_settings) == 0
+
+
+@pytest.mark.gen_test
+async def test_table_alignment_uses_classes_not_inline_style(client):
+    """The CSP forbids inline style attributes; mistune's own table cells carry them."""
+    await client.register("alice")
+    story_id = await client.new_story("Table", "| a | b | c |\n|:--|:-:|--:|\n| 1 | 2 | 3 |")
+    page = text(await client.get("/story/%d" % story_id))
+    assert '<th class="align-left">a</th>' in page and '<td class="align-right">3</td>' in page
+    assert "style=" not in page
+
+
+@pytest.mark.gen_test
+async def test_the_model_checks_the_owner_too(app, client, make_client, db_settings):
+    """Even a handler that forgot its check could not change someone else's story."""
+    await client.register("alice")
+    story_id = await client.new_story("Mine", "body")
+    bob = make_client()
+    await bob.register("bob")
+    bob_id = query(db_settings, "SELECT id FROM users WHERE username = 'bob'")[0]["id"]
+    assert not await app.stories.update(story_id, bob_id, "Taken", "over")
+    assert not await app.stories.delete(story_id, bob_id)
+    assert stored(db_settings, story_id)["title"] == "Mine"

@@ -47,10 +47,9 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
             await self.throttle.succeeded(me["username"], ip)
         if errors:
             return await self.show(errors=errors, status=400)
-        await self.users.set_password_hash(user["id"], await self.passwords.hash(password))
-        revoked = await self.application.sessions.revoke_all_for(
-            user["id"], except_session_id=me["session_id"]
-        )
+        ended = await self.users.change_password(user["id"], await self.passwords.hash(password))
+        await self.log_in(user["id"])  # this browser goes on with a new session token
+        revoked = max(0, ended - 1)
         plural = "" if revoked == 1 else "s"
         self.set_flash("Password changed. %d other session%s signed out." % (revoked, plural))
         self.redirect(self.reverse_url("account"))
@@ -69,7 +68,9 @@ class SessionRevokeHandler(BaseHandler):
             self.set_flash("You are signed out everywhere.")
             return self.redirect(self.reverse_url("login"))
         raw = self.get_body_argument("session", "")
-        if not (raw.isascii() and raw.isdigit()) or not await sessions.revoke(user["id"], int(raw)):
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not await sessions.revoke(
+            user["id"], int(raw)
+        ):
             raise tornado.web.HTTPError(400, reason="No such session")
         if int(raw) == user["session_id"]:
             self.clear_cookie(SESSION_COOKIE)

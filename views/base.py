@@ -39,11 +39,14 @@ def security_headers(handler):
 
 
 def is_local_path(target):
-    """Only same-site paths: refuses absolute URLs, //host and /\\host."""
+    """Only same-site paths: refuses absolute URLs, //host and /\\host, and anything but printable
+    ASCII (what we generate is percent-encoded; a raw DEL or newline would break the header)."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return False
+    if not all(0x21 <= ord(c) <= 0x7E for c in target):
+        return False
     parts = urllib.parse.urlsplit(target)
-    return not parts.scheme and not parts.netloc and not any(ord(c) < 32 for c in target)
+    return not parts.scheme and not parts.netloc
 
 
 class SessionMixin:
@@ -63,7 +66,7 @@ class SessionMixin:
         user = await self.application.sessions.lookup(token)
         if user is None:
             return None
-        if user["touched"]:
+        if user["due_for_touch"]:
             await self.application.sessions.touch(user["session_id"], self.request.remote_ip)
             self.set_session_cookie(token)  # slide the browser's expiry too
         return user
@@ -115,9 +118,10 @@ class PageMixin:
         summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
         if isinstance(value, tornado.web.HTTPError):
             if value.log_message:
-                # Messages about a client's input end with what it sent (Tornado's "Invalid unicode
-                # in password: b'...'"): keep the description, never the value.
-                message = value.log_message % tuple("…" for _ in value.args)
+                # The message's arguments and, for a client error, whatever follows a colon can be
+                # what the client sent (Tornado's "Invalid unicode in password: b'...'"): log the
+                # description only.
+                message = value.log_message
                 if value.status_code < 500:
                     message = message.split(":", 1)[0]
                 gen_log.warning("%d %s: %s", value.status_code, summary, message)
@@ -149,10 +153,13 @@ class PageMixin:
 
 
 class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
+    needs_session = True  # False where a page never shows who is logged in (no query at all)
+
     async def prepare(self):
         self.application.in_flight.add(self)
-        self.current_user = await self.load_session()
-        message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
+        if self.needs_session:
+            self.current_user = await self.load_session()
+        message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1, min_version=2)
         if message:
             self.flash = message.decode()
             self.clear_cookie(FLASH_COOKIE)
@@ -164,7 +171,14 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
 
     def set_flash(self, message):
         """A one-time message shown on the next page (signed, so nobody can plant one)."""
-        self.set_signed_cookie(FLASH_COOKIE, message, expires_days=None, httponly=True, samesite="Lax")
+        self.set_signed_cookie(
+            FLASH_COOKIE,
+            message,
+            expires_days=None,
+            httponly=True,
+            samesite="Lax",
+            secure=self.request.protocol == "https",
+        )
 
     async def log_in(self, user_id):
         """Start a new session; a session the browser already had ends (no fixation, no orphans)."""
@@ -190,8 +204,8 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
         raw = self.get_query_argument(name, "")
         if raw == "":
             return default
-        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-            raise tornado.web.HTTPError(400, "bad %s", name, reason="Invalid %s" % name)
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+            raise tornado.web.HTTPError(400, "bad query argument", reason="Invalid %s" % name)
         return int(raw)
 
 

@@ -22,6 +22,7 @@ MESSAGES = {
     "title_long": "Keep the title to 200 characters.",
     "body_empty": "Write your story.",
     "body_long": "Keep the story under 100 KB.",
+    "body_expands": "Formatted, this story grows past 1 MB: use fewer repeated links or images.",
 }
 
 

@@ -7,8 +7,15 @@ class HealthHandler(BaseHandler):
     async def prepare(self):
         pass  # no session lookup: the probe must not touch the busy pool
 
-    async def get(self):
+    async def check(self):
         ok = not self.application.draining and await self.application.health.ok()
         self.set_status(200 if ok else 503)
         self.set_header("Cache-Control", "no-store")
+        return ok
+
+    async def get(self):
+        ok = await self.check()
         self.write({"status": "ok" if ok else "unavailable"})
+
+    async def head(self):  # some load balancers probe with HEAD
+        await self.check()

@@ -1,7 +1,5 @@
 """The index (newest stories, paging, search) and the theme preference cookie."""
 
-import tornado.web
-
 from views.base import THEMES, BaseHandler, is_local_path
 
 SEARCH_MAX = 200
@@ -15,13 +13,23 @@ class IndexHandler(BaseHandler):
         page = self.int_argument("page", 1)
         query = self.get_query_argument("q", "")
         if len(query) > SEARCH_MAX:
-            raise tornado.web.HTTPError(400, reason="Search text is too long")
+            self.set_status(400)
+            return self.render(
+                "index.html",
+                stories=[],
+                page=1,
+                query=query[:SEARCH_MAX],
+                has_next=False,
+                search_error="Search for at most %d characters." % SEARCH_MAX,
+            )
         rows, has_next = await self.stories.page(page, query)
-        self.render("index.html", stories=rows, page=page, query=query, has_next=has_next)
+        self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)
 
 
 class ThemeHandler(BaseHandler):
     """POST /theme: a plain preference cookie (set_cookie/get_cookie), nothing secret in it."""
+
+    needs_session = False  # works even while the database is down
 
     def post(self):
         theme = self.get_body_argument("theme", "")

@@ -2,10 +2,11 @@
 
 import tornado.web
 
+from models.stories import TooLarge
 from views.base import BaseHandler
-from views.forms import story_errors
+from views.forms import MESSAGES, story_errors
 
-MAX_ID = 2**32 - 1  # INT UNSIGNED
+MAX_ID = 2**32 - 1  # INT UNSIGNED (the routes allow at most 10 digits)
 
 
 class StoryBaseHandler(BaseHandler):
@@ -39,8 +40,7 @@ class StoryHandler(StoryBaseHandler):
 class StorySlashHandler(BaseHandler):
     """/story/<id>/ → 301 to the canonical /story/<id>."""
 
-    async def prepare(self):
-        pass
+    needs_session = False
 
     def get(self, story_id):
         self.redirect(self.reverse_url("story", story_id), permanent=True)
@@ -56,7 +56,10 @@ class StoryNewHandler(StoryBaseHandler):
         values, errors = self.story_form()
         if errors:
             return self.render_form("story_form.html", values, errors, story=None)
-        story_id = await self.stories.create(self.current_user["id"], values["title"], values["body"])
+        try:
+            story_id = await self.stories.create(self.current_user["id"], values["title"], values["body"])
+        except TooLarge:
+            return self.render_form("story_form.html", values, {"body": MESSAGES["body_expands"]}, story=None)
         self.set_flash("Story published.")
         self.redirect(self.reverse_url("story", story_id))
 
@@ -73,7 +76,12 @@ class StoryEditHandler(StoryBaseHandler):
         values, errors = self.story_form()
         if errors:
             return self.render_form("story_form.html", values, errors, story=story)
-        await self.stories.update(story["id"], values["title"], values["body"])
+        try:
+            await self.stories.update(story["id"], self.current_user["id"], values["title"], values["body"])
+        except TooLarge:
+            return self.render_form(
+                "story_form.html", values, {"body": MESSAGES["body_expands"]}, story=story
+            )
         self.set_flash("Story saved.")
         self.redirect(self.reverse_url("story", story["id"]))
 
@@ -82,6 +90,6 @@ class StoryDeleteHandler(StoryBaseHandler):
     @tornado.web.authenticated
     async def post(self, story_id):
         story = await self.get_story(story_id, check_owner=True)
-        await self.stories.delete(story["id"])
+        await self.stories.delete(story["id"], self.current_user["id"])
         self.set_flash("Story deleted.")
         self.redirect(self.reverse_url("index"))
