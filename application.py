@@ -37,7 +37,11 @@ class Application(tornado.web.Application):
     def __init__(self, db_settings=None, pool_size=None, **overrides):
         db_settings = db_settings or config.mysql_settings()
         settings = config.settings(**overrides)
-        self.db = Database(**db_settings, pool_size=pool_size or config.options.mysql_pool_size)
+        self.db = Database(
+            **db_settings,
+            pool_size=pool_size or config.options.mysql_pool_size,
+            query_timeout=config.options.mysql_query_timeout,
+        )
         self.health = HealthProbe(**db_settings)
         self.passwords = Passwords(**settings["argon2"])
         self.users = Users(self.db)

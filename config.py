@@ -39,6 +39,12 @@ define("mysql_port", type=int, default=3306, help="MySQL/MariaDB port")
 define("mysql_user", type=str, default="root", help="MySQL user")
 define("mysql_password", type=str, default="", help="MySQL password")
 define("mysql_database", type=str, default="storyhouse", help="database (created if missing)")
+define(
+    "mysql_query_timeout",
+    type=float,
+    default=5.0,
+    help="seconds a page waits for one query before answering 503",
+)
 define("mysql_pool_size", type=int, default=8, help="connections in the pool (and threads in its executor)")
 
 define(
