@@ -218,7 +218,16 @@ def main():
     multi = options.processes != 1
     if multi:
         Signals.forking_parent = parent = os.getpid()
+        # A signal must not land in a new child while Python runs its after-fork hooks (an
+        # exception raised there is dropped, and that child would serve on): block the signals
+        # around each fork; the child takes a pending one once fork_processes has returned.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        os.register_at_fork(
+            before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals),
+            after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals),
+        )
         tornado.process.fork_processes(options.processes)  # the parent waits in here, then exits
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         die_with_parent(parent)
     asyncio.run(serve(reuse_port=multi))
     # Done: a late copy of the signal must not kill us now. Python puts SIG_DFL back for its own

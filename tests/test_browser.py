@@ -27,14 +27,17 @@ PASSWORD = "correct horse battery"
 README_SCREENSHOT = os.path.join(sp.PROJECT, "docs", "screenshot-index.png")
 LONG_WORD = "Supercalifragilisticexpialidocious" * 3  # no break opportunity: tests phone layout
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="Debian's Chromium (/usr/bin/chromium) is not installed, so the "
-        "browser tests are skipped (scripts/test installs it as root).",
-    ),
-]
+# CI sets STORYHOUSE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+REQUIRED = os.environ.get("STORYHOUSE_REQUIRE_BROWSER") == "1"
+
+
+def skip_or_fail(sentence):
+    if REQUIRED:
+        pytest.fail(sentence)
+    pytest.skip(sentence)
+
+
+pytestmark = [pytest.mark.browser]
 
 
 STORIES = [
@@ -63,14 +66,27 @@ def site():
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error, sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(
+            "Debian's Chromium (/usr/bin/chromium) is not installed, so the browser tests are "
+            "skipped (scripts/test installs it as root)."
+        )
+    try:
+        playwright = sync_playwright().start()
+    except Exception as e:  # the driver is a Node binary; it needs libatomic1 on a minimal Debian
+        skip_or_fail("Playwright's driver did not start (%s), so the browser tests are skipped." % e)
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Error as e:
+        playwright.stop()
+        skip_or_fail("Chromium did not start (%s), so the browser tests are skipped." % e)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
 
 
 class Watched:
