@@ -131,6 +131,7 @@ def settings(**overrides):
         redis_url=options.redis_url,
         processes=options.processes,
         session_days=30,
+        registrations_per_ip_hour=20,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

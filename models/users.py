@@ -11,15 +11,25 @@ class Users:
     def __init__(self, db):
         self.db = db
 
-    async def create(self, username, password_hash):
+    async def create(self, username, password_hash, ip=""):
         """Insert a member; returns the new id, or raises UsernameTaken (unique, case-insensitive)."""
         try:
             result = await self.db.execute(
-                "INSERT INTO users (username, password_hash) VALUES (%s, %s)", (username, password_hash)
+                "INSERT INTO users (username, password_hash, created_ip) VALUES (%s, %s, %s)",
+                (username, password_hash, ip[:45]),
             )
         except DuplicateKey:
             raise UsernameTaken(username) from None
         return result.lastrowid
+
+    async def registered_from(self, ip, minutes=60):
+        """How many accounts this IP registered in the last `minutes`."""
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*) AS n FROM users"
+            " WHERE created_ip = %s AND created_at > NOW() - INTERVAL %s MINUTE",
+            (ip, minutes),
+        )
+        return row["n"]
 
     async def by_username(self, username):
         return await self.db.fetch_one(

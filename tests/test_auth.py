@@ -526,6 +526,26 @@ async def test_logging_in_again_replaces_the_browsers_session(make_client, db_se
     assert await is_logged_in(browser)
 
 
+@pytest.mark.gen_test
+async def test_registrations_are_limited_per_ip(make_client, app, db_settings):
+    """Each registration costs an argon2 hash: an address gets 20 an hour, then a 429."""
+    limit = app.settings["registrations_per_ip_hour"]
+    for i in range(limit):
+        assert (await make_client().register("member_%d" % i)).code == 302
+    r = await make_client().register("one_too_many")
+    assert r.code == 429 and r.headers["Retry-After"] == "3600"
+    assert form_error(html(r)) == "Too many accounts were made from your address. Try again in an hour."
+    assert input_value(html(r), "username") == "one_too_many"
+    assert count(db_settings, "users", "username = 'one_too_many'") == 0
+    other = make_client()
+    r = await post_from(
+        other, "/register", {"username": "elsewhere", "password": PASSWORD, "confirm": PASSWORD}, ip=OTHER_IP
+    )
+    assert r.code == 302  # another address is not affected
+    query(db_settings, "UPDATE users SET created_at = NOW() - INTERVAL 61 MINUTE")
+    assert (await make_client().register("an_hour_later")).code == 302
+
+
 # --- the session cookie -------------------------------------------------------------------------
 
 

@@ -21,12 +21,22 @@ class RegisterHandler(BaseHandler):
         confirm = self.get_body_argument("confirm", "", strip=False)
         values = {"username": username}
         errors = registration_errors(username, password, confirm)
-        if not errors:
-            try:
-                user_id = await self.users.create(username, await self.passwords.hash(password))
-            except UsernameTaken:
-                errors["username"] = MESSAGES["username_taken"]
         if errors:
+            return self.render_form("register.html", values, errors)
+        ip = self.request.remote_ip
+        limit = self.settings["registrations_per_ip_hour"]
+        # Checked before hashing: every registration costs an argon2 hash.
+        if await self.users.registered_from(ip) >= limit:
+            self.set_header("Retry-After", "3600")
+            errors["form"] = "Too many accounts were made from your address. Try again in an hour."
+            return self.render_form("register.html", values, errors, status=429)
+        if await self.users.by_username(username):
+            errors["username"] = MESSAGES["username_taken"]
+            return self.render_form("register.html", values, errors)
+        try:
+            user_id = await self.users.create(username, await self.passwords.hash(password), ip)
+        except UsernameTaken:  # taken between the check and the insert
+            errors["username"] = MESSAGES["username_taken"]
             return self.render_form("register.html", values, errors)
         await self.log_in(user_id)
         self.set_flash("Welcome, %s! Your account is ready." % username)
