@@ -9,6 +9,8 @@ from tornado.testing import bind_unused_port
 from tornado.web import RequestHandler
 
 import server
+from tests.conftest import Client
+from tests.helpers import set_cookie
 
 CSP = (
     "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
@@ -111,6 +113,29 @@ async def test_hsts_only_when_a_trusted_proxy_says_https(app, http_client):
         assert_security_headers(plain, https=False)
         proxied = await http_client.fetch(url, headers={"X-Forwarded-Proto": "https"})
         assert_security_headers(proxied, https=True)
+    finally:
+        srv.stop()
+        await srv.close_all_connections()
+
+
+@pytest.mark.gen_test
+async def test_session_and_flash_cookies_are_secure_behind_an_https_proxy(app, http_client):
+    sock, port = bind_unused_port()
+    srv = server.make_http_server(app, xheaders=True)
+    srv.add_socket(sock)
+    proxy = {"X-Forwarded-Proto": "https"}
+    try:
+        browser = Client(http_client, "http://127.0.0.1:%d" % port)
+        await browser.get("/login", headers=proxy)
+        form = {"username": "alice", "password": "correct horse", "confirm": "correct horse"}
+        r = await browser.post("/register", form, headers=proxy)
+        assert r.code == 302
+        for name in ("session", "flash"):
+            morsel = set_cookie(r, name)
+            assert morsel is not None and morsel["secure"] and morsel["httponly"], name
+        plain = Client(http_client, "http://127.0.0.1:%d" % port)
+        r = await plain.register("bob", "correct horse")
+        assert r.code == 302 and not set_cookie(r, "session")["secure"]
     finally:
         srv.stop()
         await srv.close_all_connections()
