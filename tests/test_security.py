@@ -119,17 +119,19 @@ async def test_hsts_only_when_a_trusted_proxy_says_https(app, http_client):
 
 
 @pytest.mark.gen_test
-async def test_session_and_flash_cookies_are_secure_behind_an_https_proxy(app, http_client):
+async def test_cookies_are_secure_behind_an_https_proxy(app, http_client):
     sock, port = bind_unused_port()
     srv = server.make_http_server(app, xheaders=True)
     srv.add_socket(sock)
     proxy = {"X-Forwarded-Proto": "https"}
     try:
         browser = Client(http_client, "http://127.0.0.1:%d" % port)
-        await browser.get("/login", headers=proxy)
+        r = await browser.get("/login", headers=proxy)
+        assert set_cookie(r, "_xsrf")["secure"]
         form = {"username": "alice", "password": "correct horse", "confirm": "correct horse"}
         r = await browser.post("/register", form, headers=proxy)
         assert r.code == 302
+        assert set_cookie(await browser.get("/", headers=proxy), "_xsrf") is None  # set already
         for name in ("session", "flash"):
             morsel = set_cookie(r, name)
             assert morsel is not None and morsel["secure"] and morsel["httponly"], name

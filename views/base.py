@@ -78,7 +78,6 @@ class SessionMixin:
             expires_days=self.settings["session_days"],
             httponly=True,
             samesite="Lax",
-            secure=self.request.protocol == "https",
         )
 
 
@@ -90,6 +89,13 @@ class PageMixin:
 
     def set_default_headers(self):
         security_headers(self)
+
+    def set_cookie(self, name, value, **kwargs):
+        # Every cookie (session, flash, _xsrf, theme) is Secure when the page came over https,
+        # directly or through a proxy that says so (xheaders).
+        if self.request.protocol == "https":
+            kwargs.setdefault("secure", True)
+        super().set_cookie(name, value, **kwargs)
 
     def index_url(self, query="", page=1):
         """The index URL for a page of results, keeping the search."""
@@ -177,7 +183,6 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
             expires_days=None,
             httponly=True,
             samesite="Lax",
-            secure=self.request.protocol == "https",
         )
 
     async def log_in(self, user_id):
