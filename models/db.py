@@ -208,31 +208,51 @@ class Database:
 
 
 class HealthProbe:
-    """`/healthz`'s check: its own one-thread executor and its own short-lived connection,
-    so a saturated pool does not make a healthy node look dead."""
+    """`/healthz`'s check: its own one-thread executor and its own connection, so a saturated
+    pool does not make a healthy node look dead. The connection is kept (only that thread uses
+    it); a broken one is replaced once before the probe says no."""
 
     def __init__(self, host, port, user, password, database, timeout=2.0):
         self._args = connect_args(
             host, port, user, password, database, connect_timeout=timeout, read_timeout=timeout
         )
         self._timeout = timeout
+        self._con = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="healthz")
 
+    def _select_one(self):
+        if self._con is None:
+            self._con = connect(**self._args)
+        with self._con.cursor() as cur:
+            cur.execute("SELECT 1")
+            return cur.fetchone() is not None
+
     def _ping(self):
-        con = connect(**self._args)
         try:
-            with con.cursor() as cur:
-                cur.execute("SELECT 1")
-                return cur.fetchone() is not None
-        finally:
-            con.close()
+            return self._select_one()
+        except (pymysql.err.MySQLError, OSError):
+            self._drop()
+            try:
+                return self._select_one()  # the kept connection may only have gone stale
+            except (pymysql.err.MySQLError, OSError):
+                self._drop()
+                return False
+
+    def _drop(self):
+        if self._con is not None:
+            try:
+                self._con.close()
+            except Exception:
+                pass
+            self._con = None
 
     async def ok(self):
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._ping)
         try:
-            return await asyncio.wait_for(future, self._timeout * 2)
-        except (TimeoutError, pymysql.err.MySQLError, OSError):
+            return await asyncio.wait_for(future, self._timeout * 2 + 1)
+        except TimeoutError:
             return False
 
     def close(self):
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.submit(self._drop)
+        self._executor.shutdown(wait=False, cancel_futures=False)
