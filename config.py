@@ -112,7 +112,7 @@ def load_cookie_secret():
 
 
 def allowed_hosts():
-    return [h.strip().lower() for item in options.allowed_hosts for h in item.split(",") if h.strip()]
+    return [h.strip().lower() for h in options.allowed_hosts if h.strip()]
 
 
 def settings(**overrides):
@@ -129,7 +129,6 @@ def settings(**overrides):
         max_upload_mb=options.max_upload_mb,
         upload_dir=project_path(options.upload_dir),
         redis_url=options.redis_url,
-        processes=options.processes,
         session_days=30,
         registrations_per_ip_hour=20,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters

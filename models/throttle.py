@@ -56,10 +56,14 @@ class LoginThrottle:
             )
         ).lastrowid
         row = await self._counts(username, ip, up_to_id=attempt_id)
-        if row["n"] > self.per_ip or row["n_account"] > self.per_account_ip:
-            await self.db.execute("DELETE FROM login_failures WHERE id = %s", (attempt_id,))
-            return None, await self.retry_after(username, ip) or 1
-        return attempt_id, 0
+        if row["n"] > self.per_ip:
+            oldest = row["oldest"]
+        elif row["n_account"] > self.per_account_ip:
+            oldest = row["oldest_account"]
+        else:
+            return attempt_id, 0
+        await self.db.execute("DELETE FROM login_failures WHERE id = %s", (attempt_id,))
+        return None, await self._wait(oldest)
 
     async def delete_old(self):
         """Housekeeping: failures older than the window count for nothing."""

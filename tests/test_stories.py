@@ -65,6 +65,13 @@ def story_body_html(page):
     return m.group(1)
 
 
+async def published_html(client, title, body):
+    """Register alice, publish the story, return its rendered body as the story page shows it."""
+    await client.register("alice")
+    story_id = await client.new_story(title, body)
+    return story_body_html(text(await client.get("/story/%d" % story_id)))
+
+
 async def member(make_client, name):
     c = make_client()
     r = await c.register(name, "correct horse")
@@ -319,10 +326,8 @@ async def test_raw_html_is_escaped_not_stripped(client):
 
 @pytest.mark.gen_test
 async def test_markdown_still_renders(client):
-    await client.register("alice")
     body = "# Heading\n\n*em* **strong** ~~gone~~ `<code>`\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |"
-    story_id = await client.new_story("md", body)
-    rendered = story_body_html(text(await client.get("/story/%d" % story_id)))
+    rendered = await published_html(client, "md", body)
     for fragment in (
         "<h1>Heading</h1>",
         "<em>em</em>",
@@ -359,9 +364,7 @@ BAD_LINKS = [
 @pytest.mark.parametrize("markdown", BAD_LINKS)
 @pytest.mark.gen_test
 async def test_dangerous_links_are_neutralised(client, markdown):
-    await client.register("alice")
-    story_id = await client.new_story("links", markdown)
-    body = story_body_html(text(await client.get("/story/%d" % story_id)))
+    body = await published_html(client, "links", markdown)
     urls = [attrs.get("href", attrs.get("src")) for tag, attrs in tags(body) if tag in ("a", "img")]
     assert urls == ["#"], body  # the link is still there, only its target is neutralised
 
@@ -379,18 +382,14 @@ GOOD_LINKS = [
 @pytest.mark.parametrize("markdown,href", GOOD_LINKS)
 @pytest.mark.gen_test
 async def test_http_https_mailto_links_are_kept(client, markdown, href):
-    await client.register("alice")
-    story_id = await client.new_story("links", markdown)
-    rendered = story_body_html(text(await client.get("/story/%d" % story_id)))
+    rendered = await published_html(client, "links", markdown)
     assert re.search(r'<a [^>]*href="%s"' % re.escape(href), rendered), rendered
 
 
 @pytest.mark.gen_test
 async def test_link_attributes_cannot_be_broken_out_of(client):
-    await client.register("alice")
     body = '[x](<http://e.com/" onmouseover="alert(1)>) ![a" onerror="alert(2)](http://e.com/i.png)'
-    story_id = await client.new_story("attrs", body)
-    body = story_body_html(text(await client.get("/story/%d" % story_id)))
+    body = await published_html(client, "attrs", body)
     found = tags(body)
     assert [t for t, _ in found] == ["p", "a", "img"], body
     for _, attrs in found:

@@ -119,17 +119,20 @@ class PageMixin:
 
     # --- errors ---------------------------------------------------------------------------
 
+    def decode_argument(self, value, name=None):
+        # Tornado's own error quotes the undecodable bytes, which then reach the log: a password
+        # with one bad byte would be written out. Name the argument, never its value.
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise tornado.web.HTTPError(400, "invalid UTF-8 in %s", name or "the URL") from None
+
     def log_exception(self, typ, value, tb):
         # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
         summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
         if isinstance(value, tornado.web.HTTPError):
             if value.log_message:
-                # The message's arguments and, for a client error, whatever follows a colon can be
-                # what the client sent (Tornado's "Invalid unicode in password: b'...'"): log the
-                # description only.
-                message = value.log_message
-                if value.status_code < 500:
-                    message = message.split(":", 1)[0]
+                message = value.log_message % value.args if value.args else value.log_message
                 gen_log.warning("%d %s: %s", value.status_code, summary, message)
         else:
             app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))

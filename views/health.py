@@ -4,8 +4,7 @@ from views.base import BaseHandler
 
 
 class HealthHandler(BaseHandler):
-    async def prepare(self):
-        pass  # no session lookup: the probe must not touch the busy pool
+    needs_session = False  # the probe must not touch the busy pool
 
     async def check(self):
         ok = not self.application.draining and await self.application.health.ok()

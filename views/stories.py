@@ -22,11 +22,24 @@ class StoryBaseHandler(BaseHandler):
             raise tornado.web.HTTPError(403)
         return story
 
-    def story_form(self):
+    async def save(self, story=None):
+        """Validate the form, then create the story (or update `story`): returns its id, or None
+        once the form is shown again with the values and a message per bad field."""
         title = " ".join(self.get_body_argument("title", "").split())  # one line, single spaces
         # The body keeps its own line breaks and indentation; control characters become spaces.
         body = self.get_body_argument("body", "", strip=False)
-        return {"title": title, "body": body}, story_errors(title, body)
+        values, errors = {"title": title, "body": body}, story_errors(title, body)
+        if not errors:
+            user_id = self.current_user["id"]
+            try:
+                if story is None:
+                    return await self.stories.create(user_id, title, body)
+                await self.stories.update(story["id"], user_id, title, body)
+                return story["id"]
+            except TooLarge:
+                errors = {"body": MESSAGES["body_expands"]}
+        self.render_form("story_form.html", values, errors, story=story)
+        return None
 
 
 class StoryHandler(StoryBaseHandler):
@@ -53,15 +66,10 @@ class StoryNewHandler(StoryBaseHandler):
 
     @tornado.web.authenticated
     async def post(self):
-        values, errors = self.story_form()
-        if errors:
-            return self.render_form("story_form.html", values, errors, story=None)
-        try:
-            story_id = await self.stories.create(self.current_user["id"], values["title"], values["body"])
-        except TooLarge:
-            return self.render_form("story_form.html", values, {"body": MESSAGES["body_expands"]}, story=None)
-        self.set_flash("Story published.")
-        self.redirect(self.reverse_url("story", story_id))
+        story_id = await self.save()
+        if story_id:
+            self.set_flash("Story published.")
+            self.redirect(self.reverse_url("story", story_id))
 
 
 class StoryEditHandler(StoryBaseHandler):
@@ -73,17 +81,9 @@ class StoryEditHandler(StoryBaseHandler):
     @tornado.web.authenticated
     async def post(self, story_id):
         story = await self.get_story(story_id, check_owner=True)
-        values, errors = self.story_form()
-        if errors:
-            return self.render_form("story_form.html", values, errors, story=story)
-        try:
-            await self.stories.update(story["id"], self.current_user["id"], values["title"], values["body"])
-        except TooLarge:
-            return self.render_form(
-                "story_form.html", values, {"body": MESSAGES["body_expands"]}, story=story
-            )
-        self.set_flash("Story saved.")
-        self.redirect(self.reverse_url("story", story["id"]))
+        if await self.save(story):
+            self.set_flash("Story saved.")
+            self.redirect(self.reverse_url("story", story["id"]))
 
 
 class StoryDeleteHandler(StoryBaseHandler):
