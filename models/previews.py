@@ -14,6 +14,7 @@ import hashlib
 import html.parser
 import ipaddress
 import logging
+import re
 import socket
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +76,10 @@ def is_public_address(ip):
         or addr.is_unspecified
         or getattr(addr, "is_site_local", False)  # IPv6 only (fec0::/10)
     )
-    return addr.is_global and not bad
+    return addr.is_global and not bad and not any(addr in net for net in ALSO_REFUSED)
+
+
+ALSO_REFUSED = [ipaddress.ip_network("192.0.0.0/24")]  # IETF assignments Python counts as global
 
 
 class RefusedAddress(OSError):
@@ -118,15 +122,34 @@ def url_hash(url):
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+", re.ASCII)
+
+
 def fetchable(url):
-    """An absolute http/https URL with a host, of a sane length."""
+    """An absolute http/https URL whose host is an IP address or a plain DNS name (anything else,
+    e.g. a percent-encoded host, is never handed to the resolver), of a sane length."""
     if len(url) > URL_MAX:
         return False
     try:
         parts = urllib.parse.urlsplit(url)
-        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        host, port = parts.hostname, parts.port
     except ValueError:  # a bad port or IPv6 literal
         return False
+    if parts.scheme not in ("http", "https") or not host or port == 0:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return HOSTNAME_RE.fullmatch(host) is not None and not host.replace(".", "").isdigit()
+
+
+def normalize_link(url):
+    """Markdown percent-encodes the brackets of an IPv6 host ([::1] → %5B::1%5D): undo that."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    netloc = re.sub("%5[bB]", "[", re.sub("%5[dD]", "]", netloc))
+    return scheme + sep + netloc + slash + path
 
 
 class _LinkParser(html.parser.HTMLParser):
@@ -136,6 +159,7 @@ class _LinkParser(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         href = dict(attrs).get("href") if tag == "a" else None
+        href = href and normalize_link(href)
         if href and fetchable(href) and href not in self.links:
             self.links.append(href)
 
@@ -160,11 +184,7 @@ class _MetaCharsetParser(html.parser.HTMLParser):
         if attrs.get("charset"):
             self.charset = attrs["charset"].strip()
         elif attrs.get("http-equiv", "").lower() == "content-type":
-            self.charset = (
-                HTTPHeaders({"Content-Type": attrs.get("content", "")})
-                .get_content_type_params()
-                .get("charset")
-            )
+            self.charset = _charset_param(attrs.get("content", ""))
 
 
 def _charset_param(content_type):
@@ -266,10 +286,6 @@ class _Download:
             self.size += min(room, len(chunk))
 
     @property
-    def capped(self):
-        return self.size >= self.cap
-
-    @property
     def body(self):
         return b"".join(self.chunks)
 
@@ -310,7 +326,7 @@ class LinkPreviews:
                 max_clients=self._concurrency,
                 resolver=PublicOnlyResolver(allow_private=self.allow_private, exempt=self.exempt),
                 # Past the cap the client ends the connection by itself (quietly), gzip included.
-                max_body_size=self.cap + 64 * 1024,
+                max_body_size=self.cap,
             )
         return self._client
 
@@ -428,8 +444,14 @@ class LinkPreviews:
             except RefusedAddress:
                 raise Failure("refused address") from None
             except HTTPClientError as e:
-                if not download.capped:  # cut at the cap is fine: the head is what we want
-                    raise Failure("HTTP error: %s" % e.message) from None
+                # A body cut short (the client ends the connection at the cap; or a timeout) still
+                # has its head, which is all a card needs. With nothing received, it is a failure.
+                if not (download.code == 200 and download.size):
+                    length = download.headers.get("Content-Length", "").strip()
+                    too_large = length.isdigit() and int(length) > self.cap
+                    raise Failure(
+                        "larger than the cap" if too_large else "HTTP error: %s" % e.message
+                    ) from None
             except (OSError, ValueError) as e:
                 raise Failure("%s: %s" % (type(e).__name__, e)) from None
             if download.code in REDIRECT_CODES and download.headers.get("Location"):
