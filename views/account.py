@@ -19,6 +19,8 @@ class AccountPageMixin:
         sessions = await self.application.sessions.list_for(self.current_user["id"])
         tokens = await self.application.tokens.list_for(self.current_user["id"])
         self.set_status(status)
+        # Sessions, IPs, devices, a new token: never kept by a shared cache or the back button's disk cache.
+        self.set_header("Cache-Control", "no-store")
         self.render(
             "account.html",
             sessions=sessions,

@@ -10,12 +10,13 @@ checks for such requests safe (a cross-site page can send neither the header nor
 
 import datetime
 import json
+import math
 
 import tornado.httputil
 import tornado.web
 from tornado.web import HTTPError, RequestHandler
 
-from models.stories import TooLarge
+from models.stories import AlreadyPublished, TooLarge, TooManyStories, TooMuchMarkup
 from views import openapi
 from views.base import ERROR_MESSAGES, PageMixin, SessionMixin, security_headers
 from views.forms import MESSAGES, story_errors, story_values
@@ -75,7 +76,13 @@ class ApiHandler(SessionMixin, RequestHandler):
         scheme, _, token = header.strip().partition(" ")
         return token.strip() if scheme.lower() == "bearer" else ""
 
+    def refuse_oversized_body(self):
+        # application.RequestTracker read a body over 1 MB to its end and dropped it.
+        if getattr(self.request, "body_too_large", False):
+            raise ApiError(413, "The body is too large: at most %d KB." % (BODY_MAX // 1024))
+
     def check_xsrf_cookie(self):
+        self.refuse_oversized_body()  # runs before prepare(): a dropped body deserves the 413
         if self.credential() is None:  # the cookie is the credential: the XSRF token must match
             super().check_xsrf_cookie()
 
@@ -83,7 +90,7 @@ class ApiHandler(SessionMixin, RequestHandler):
         return self.credential() is not None or super().check_trusted_origin(origin)
 
     async def prepare(self):
-        self.application.in_flight.add(self)
+        self.refuse_oversized_body()
         token = self.credential()
         if token is None:
             user = await self.load_session()
@@ -93,9 +100,6 @@ class ApiHandler(SessionMixin, RequestHandler):
         if user is None:
             raise ApiError(401, "The API token is missing, malformed or revoked.")
         self.current_user = dict(user, auth="token")
-
-    def on_finish(self):
-        self.application.in_flight.discard(self)
 
     def member(self):
         """The current member, or a 401."""
@@ -233,12 +237,19 @@ class StoryApiMixin:
         return title, body
 
     async def saved(self, write):
-        """Run a create/update, turning the renderer's TooLarge into the form's message."""
+        """Run a create/update with the model's own limits, as the form does, with its messages."""
         try:
             return await write()
-        except TooLarge:
-            message = MESSAGES["body_expands"]
+        except (TooLarge, TooMuchMarkup) as e:
+            message = MESSAGES["body_expands" if isinstance(e, TooLarge) else "body_markup"]
             raise ApiError(400, message, {"body": message}) from None
+        except TooManyStories as e:
+            limit = self.settings["stories_per_hour"]
+            message = MESSAGES["stories_per_hour"] % {
+                "limit": limit,
+                "minutes": math.ceil(e.retry_after / 60),
+            }
+            raise ApiError(429, message, headers={"Retry-After": str(e.retry_after)}) from None
 
 
 class StoriesApiHandler(StoryApiMixin, ApiHandler):
@@ -259,7 +270,15 @@ class StoriesApiHandler(StoryApiMixin, ApiHandler):
         user = self.member()
         data = self.json_body(("title", "body"))
         title, body = await self.validated(data.get("title", ""), data.get("body", ""))
-        story_id = await self.saved(lambda: self.stories.create(user["id"], title, body))
+        per_hour = self.settings["stories_per_hour"]
+        try:
+            story_id = await self.saved(
+                lambda: self.stories.create(user["id"], title, body, per_hour=per_hour)
+            )
+        except AlreadyPublished as e:  # the same story moments ago (a retried request): that one
+            story = await self.stories.get(e.story_id)
+            self.set_header("Location", self.reverse_url("api_story", e.story_id))
+            return self.write(await self.detail(story))
         self.previews.schedule(story_id)
         story = await self.stories.get(story_id)
         self.set_status(201)

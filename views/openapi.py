@@ -203,6 +203,13 @@ def document():
                     "content": {"application/json": {"schema": _ref("NewStory")}},
                 },
                 "responses": {
+                    "200": {
+                        "description": "the same story was sent moments ago (a retry): that story",
+                        "headers": {
+                            "Location": {"description": "the story's API URL", "schema": {"type": "string"}}
+                        },
+                        "content": story_json,
+                    },
                     "201": {
                         "description": "created",
                         "headers": {

@@ -20,8 +20,6 @@ class TokenCreateHandler(AccountPageMixin, BaseHandler):
         except TooManyTokens:
             errors = {"name": "You have 20 tokens: revoke one first."}
             return await self.show(values={"name": name}, errors=errors, status=400)
-        # Shown on this response only (never redirected through a cookie or a URL); not stored.
-        self.set_header("Cache-Control", "no-store")
         await self.show(new_token=token, new_token_name=name, status=201)
 
 
