@@ -268,11 +268,11 @@ async def test_someone_elses_token_cannot_be_revoked(http_server, make_client, d
 @pytest.mark.parametrize(
     "method, path, allow",
     [
-        ("PUT", "/api/stories", "GET, POST"),
-        ("DELETE", "/api/stories", "GET, POST"),
-        ("POST", "/api/me", "GET"),
-        ("POST", "/api/stories/1", "GET, DELETE, PATCH"),
-        ("OPTIONS", "/api/openapi.json", "GET"),
+        ("PUT", "/api/stories", "GET, HEAD, POST"),
+        ("DELETE", "/api/stories", "GET, HEAD, POST"),
+        ("POST", "/api/me", "GET, HEAD"),
+        ("POST", "/api/stories/1", "GET, HEAD, DELETE, PATCH"),
+        ("OPTIONS", "/api/openapi.json", "GET, HEAD"),
     ],
 )
 async def test_405_is_json_with_allow(http_server, client, method, path, allow):
@@ -303,6 +303,15 @@ async def test_unknown_api_paths_are_json_404(http_server, client, method, path)
     r = await api(client, method, path, xsrf=False)
     assert r.code == 404
     error(r)
+
+
+@pytest.mark.gen_test
+async def test_head_answers_where_get_does(http_server, client):
+    get, head = await api(client, "GET", "/api/stories"), await api(client, "HEAD", "/api/stories")
+    assert head.code == 200 and head.body == b""
+    assert head.headers["Content-Type"] == JSON_TYPE
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
+    assert (await api(client, "HEAD", "/api/me")).code == 401
 
 
 @pytest.mark.gen_test

@@ -53,11 +53,19 @@ class ApiHandler(SessionMixin, RequestHandler):
         # A method the class does not implement is a 405 (with Allow) before any XSRF check.
         super().__init_subclass__(**kwargs)
         if "SUPPORTED_METHODS" not in cls.__dict__:
-            cls.SUPPORTED_METHODS = tuple(
+            implemented = {
                 m
                 for m in RequestHandler.SUPPORTED_METHODS
                 if getattr(cls, m.lower()) is not getattr(RequestHandler, m.lower())
-            )
+            }
+            if "GET" in implemented:
+                implemented.add("HEAD")  # HEAD wherever GET works, as on the pages
+            cls.SUPPORTED_METHODS = tuple(m for m in RequestHandler.SUPPORTED_METHODS if m in implemented)
+
+    async def head(self, *args):
+        result = self.get(*args)
+        if result is not None:
+            await result
 
     def set_default_headers(self):
         security_headers(self)
