@@ -72,7 +72,6 @@ class _Connection(pymysql.connections.Connection):
         finally:
             self._read_timeout = read_timeout  # the next read restores the socket timeout
 
-
     def query(self, sql, unbuffered=False):
         try:
             return super().query(sql, unbuffered)
