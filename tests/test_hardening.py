@@ -1,6 +1,7 @@
 """Issue 5: search that cannot take the site down, races, limits, clean errors. Each test here
 failed before its fix."""
 
+import asyncio
 import http.client
 import os
 import resource
@@ -14,7 +15,9 @@ from tornado import gen
 
 from models import markdown, search
 from models.db import Database, QueryTimeout
+from models.stories import AlreadyPublished
 from tests import serverproc as sp
+from tests.conftest import Client, raw_connection
 from tests.helpers import query
 from views.forms import MESSAGES
 
@@ -95,9 +98,12 @@ async def test_a_query_timeout_fails_only_its_own_request(app, client, db_settin
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_parallel_registrations_cannot_pass_the_limit(app, make_client, db_settings):
+async def test_parallel_registrations_cannot_pass_the_limit(
+    app, http_server, own_http_client, base_url, db_settings
+):
     limit = app.settings["registrations_per_ip_hour"]
-    clients = [make_client() for _ in range(limit + 5)]
+    http_client = own_http_client()  # all of them in flight at once (the shared client allows 10)
+    clients = [Client(http_client, base_url) for _ in range(limit + 5)]
     await gen.multi([c.get("/register") for c in clients])
     responses = await gen.multi([c.register("racer%02d" % i) for i, c in enumerate(clients)])
     codes = sorted(r.code for r in responses)
@@ -178,9 +184,17 @@ def test_connections_past_max_connections_are_closed_at_once():
 
 
 def test_the_open_files_limit_is_raised_at_start():
-    with sp.running_server(DB) as (server, port):
-        soft, hard = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
-        assert soft == hard
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the server inherits
+    try:
+        server_cm = sp.running_server(DB)
+        server, port = server_cm.__enter__()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert resource.prlimit(server.pid, resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        server_cm.__exit__(None, None, None)
 
 
 # --- 4. a form body over 1 MB ----------------------------------------------------------------------
@@ -397,3 +411,31 @@ async def test_search_query_is_sent_as_words_not_operators(client, db_settings):
     for q in ["cats -dogs", '"cats"', "cats*", "(cats)", "@cats", "~cats", ">cats <dogs"]:
         r = await client.get("/?" + urllib.parse.urlencode({"q": q}))
         assert r.code == 200, q
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_publishing_waits_for_the_members_row_lock(app, db_settings):
+    # Two posts of one member are serialised on the member's row: while another transaction holds
+    # it, create() waits, then sees what that transaction committed (so the guard cannot be raced).
+    query(db_settings, "INSERT INTO users (username, password_hash) VALUES ('locker', 'x')")
+    user_id = query(db_settings, "SELECT id FROM users WHERE username = 'locker'")[0]["id"]
+    other = raw_connection(db_settings, db_settings["database"])
+    try:
+        with other.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            task = asyncio.ensure_future(app.stories.create(user_id, "Same", "Same body."))
+            await asyncio.sleep(0.5)
+            assert not task.done()  # waiting for the lock
+            cur.execute(
+                "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text)"
+                " VALUES (%s, 'Same', 'Same body.', '', '', '')",
+                (user_id,),
+            )
+            first = cur.lastrowid
+            cur.execute("COMMIT")
+        with pytest.raises(AlreadyPublished) as caught:
+            await task
+        assert caught.value.story_id == first
+    finally:
+        other.close()
