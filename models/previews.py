@@ -207,10 +207,9 @@ def decode_page(data, content_type):
         charset = sniffer.charset
     charset = CHARSET_ALIASES.get((charset or "").lower(), charset or "utf-8")
     try:
-        codecs.lookup(charset)
-    except LookupError:
-        charset = "utf-8"
-    return data.decode(charset, "replace")
+        return data.decode(charset, "replace")
+    except LookupError:  # unknown, or not a text encoding at all (rot13, zlib)
+        return data.decode("utf-8", "replace")
 
 
 class _PreviewParser(html.parser.HTMLParser):
@@ -375,6 +374,9 @@ class LinkPreviews:
                 ok, error = True, ""
             except Failure as e:
                 title, description, ok, error = "", "", False, str(e)[:200]
+            except Exception:  # a bug shows in the log; the link just gets no card
+                log.exception("link preview of %s", url[:200])
+                title, description, ok, error = "", "", False, "internal error"
         await self.db.execute(
             "INSERT INTO link_previews (url_hash, url, ok, title, description, error)"
             " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE ok = VALUES(ok),"

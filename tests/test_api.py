@@ -53,6 +53,7 @@ async def api(client, method, path, data=None, raw=None, headers=None, xsrf=True
 async def create_token(client, name="script"):
     response = await client.post("/account/tokens", {"name": name})
     assert response.code == 201, response.body
+    assert response.headers["Cache-Control"] == "no-store"  # the one page that shows the token
     return re.search(r'id="new-token"[^>]*value="([^"]+)"', response.body.decode()).group(1)
 
 

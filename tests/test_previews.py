@@ -512,6 +512,9 @@ def test_links_come_from_the_rendered_html_in_order_without_duplicates():
         ("<title>Ünïcode</title>".encode(), "text/html; charset=no-such-charset", "Ünïcode"),
         (b"\xef\xbb\xbf<title>BOM</title>", "text/html; charset=latin-1", "BOM"),
         (b"<title>cut off inside the ti", "text/html", "cut off inside the ti"),
+        (b"<title>rot13</title>", "text/html; charset=rot13", "rot13"),  # not a text encoding
+        (b"<title>zlib</title>", "text/html; charset=zlib", "zlib"),
+        ("<title>UTF-16</title>".encode("utf-16"), "text/html; charset=utf-16", "UTF-16"),
         (b"<title>\xff\xfe bad bytes</title>", "text/html; charset=utf-8", "\ufffd\ufffd bad bytes"),
     ],
 )
