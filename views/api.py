@@ -265,7 +265,7 @@ class StoriesApiHandler(StoryApiMixin, ApiHandler):
         page = self.page_argument()
         query = self.get_query_argument("q", "")
         if len(query) > SEARCH_MAX:
-            message = "Search for at most %d characters." % SEARCH_MAX
+            message = MESSAGES["search_long"] % SEARCH_MAX
             raise ApiError(400, message, {"q": message})
         rows, has_next = await self.stories.page(page, query)
         following = None

@@ -22,6 +22,7 @@ MESSAGES = {
     "title_long": "Keep the title to 200 characters.",
     "body_empty": "Write your story.",
     "body_long": "Keep the story under 100 KB.",
+    "search_long": "Search for at most %d characters.",
     "token_name_empty": "Name the token (e.g. the script that uses it).",
     "token_name_long": "Keep the name to 64 characters.",
     "body_expands": "Formatted, this story grows past 1 MB: use fewer repeated links or images.",
