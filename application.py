@@ -8,6 +8,7 @@ import tornado.web
 from tornado.web import url
 
 import config
+from models.cache import Versioned
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
 from models.sessions import Sessions
@@ -92,7 +93,7 @@ class Application(tornado.web.Application):
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
-        self.stories = Stories(self.db, self.render_executor)
+        self.stories = Stories(self.db, self.render_executor, Versioned(ttl=settings["page_cache_seconds"]))
         self.throttle = LoginThrottle(self.db)
         self.allowed_hosts = settings["allowed_hosts"]
         self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
