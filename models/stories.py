@@ -30,8 +30,9 @@ TooLarge = markdown.TooLarge
 
 
 class Stories:
-    def __init__(self, db, render_executor):
+    def __init__(self, db, render_executor, attachments=None):
         self.db = db
+        self.attachments = attachments  # models.attachments.Attachments: files go with the story
         # Markdown is CPU work: off the IOLoop, on a small executor of its own (one thread, so
         # renders queue instead of contending with the loop for the GIL).
         self._render_executor = render_executor
@@ -79,8 +80,15 @@ class Stories:
         return result.rowcount > 0
 
     async def delete(self, story_id, user_id):
-        """Delete the story if user_id owns it; returns True when it did."""
-        result = await self.db.execute(
-            "DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id)
-        )
-        return result.rowcount > 0
+        """Delete the story if user_id owns it; returns True when it did. Its attachments' rows
+        go with it (ON DELETE CASCADE), their files once that has committed."""
+
+        def delete(cur):
+            names = self.attachments.lock_story_files(cur, story_id) if self.attachments else []
+            cur.execute("DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id))
+            return cur.rowcount > 0, names
+
+        deleted, names = await self.db.transaction(delete)
+        if deleted and names:
+            await self.attachments.remove_files(names)
+        return deleted
