@@ -11,7 +11,6 @@
   var list = document.getElementById("attachment-list");
   var empty = document.getElementById("attachments-empty");
   var button = form.querySelector("button[type=submit]");
-  var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
   var maxHuman = form.getAttribute("data-max-human");
 
   function human(n) {
@@ -74,6 +73,7 @@
     event.preventDefault();
     var files = input.files;
     if (!files || files.length === 0) { say("Choose at least one file.", true); return; }
+    var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
     var total = 0;
     for (var i = 0; i < files.length; i++) total += files[i].size;
     if (total > maxBytes) {

@@ -1,0 +1,86 @@
+"""Attachments in Debian's Chromium against server.py run as a process: two files chosen in the
+story page's form, the progress bar at 100 %, both listed without a reload, one downloaded."""
+
+import hashlib
+import os
+
+import pytest
+
+from tests import serverproc as sp
+from tests.test_browser import PASSWORD, Watched, chromium, log_in  # noqa: F401 (chromium is a fixture)
+
+DB = sp.database_name("web_uploads")
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def upload_site(tmp_path_factory):
+    """A fresh server with its own database and upload_dir, a member and a story of theirs."""
+    upload_dir = str(tmp_path_factory.mktemp("uploads"))
+    sp.drop_databases(DB)
+    try:
+        with sp.running_server(DB, extra=["--upload_dir=" + upload_dir]) as (server, port):
+            member = sp.Browser(port)
+            assert member.register("uploader", PASSWORD).status == 302
+            r = member.post("/story/new", {"title": "With files", "body": "See the attachments."})
+            assert r.status == 302
+            yield "http://127.0.0.1:%d" % port, r.headers["Location"], upload_dir
+    finally:
+        sp.drop_databases(DB)
+
+
+def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    base, story_path, upload_dir = upload_site
+    notes = tmp_path / "notes 中文.txt"
+    notes.write_bytes(b"Notes for the story.\n" * 1000)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(3 * 1024 * 1024))  # big enough for progress events along the way
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(15000)
+    try:
+        watched = Watched(context)
+        page = watched.page
+        log_in(page, base, "uploader")
+        watched.goto(base + story_path)
+        expect(page.locator("#attachments-empty")).to_be_visible()
+        page.set_input_files("#upload-files", [str(notes), str(blob)])
+        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+
+        status = page.locator("#upload-status")
+        expect(status).to_contain_text("100 %")
+        expect(status).to_contain_text("2 files attached")
+        assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+        assert page.locator("#upload-progress").is_visible()
+        names = page.locator("#attachment-list .attachment-name")
+        expect(names).to_have_text(["notes 中文.txt", "blob.bin"])
+        expect(page.locator("#attachments-empty")).to_be_hidden()
+        watched.check()
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+
+        with page.expect_download() as download_info:
+            names.first.click()
+        download = download_info.value
+        assert download.suggested_filename == "notes 中文.txt"
+        with open(download.path(), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(notes.read_bytes()).hexdigest()
+
+        # after a reload the list comes from the server
+        watched.goto(base + story_path)
+        expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
+        expect(page.locator("#attachment-list .meta").nth(1)).to_contain_text("3.0 MB")
+
+        # a file over the limit is refused in the page, with a sentence, before any byte is sent
+        page.evaluate(
+            "document.getElementById('upload-form').setAttribute('data-max-bytes', '10')"
+        )  # as if the limit were tiny
+        page.set_input_files("#upload-files", [str(notes)])
+        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+        expect(status).to_contain_text("That upload is too large")
+        watched.check()
+    finally:
+        context.close()
+    stored = [n for _, _, names in os.walk(upload_dir) for n in names]
+    assert len(stored) == 2
