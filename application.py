@@ -3,6 +3,7 @@
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import tornado.httputil
 import tornado.web
 from tornado.web import url
 
@@ -28,10 +29,54 @@ def log_request(handler):
         "%d %s %s (%s) %.2fms",
         status,
         handler.request.method,
-        handler.request.path,
+        base.loggable_path(handler.request),
         handler.request.remote_ip,
         1000.0 * handler.request.request_time(),
     )
+
+
+class RequestTracker(tornado.httputil.HTTPMessageDelegate):
+    """Wraps the delegate of every routed request, from its headers on:
+
+    - the request counts as in flight while its body is still arriving, so a graceful stop waits
+      for a slow upload or form instead of cutting it (the handler's finish ends the count);
+    - a body over the form limit (`config.MAX_BODY_BYTES`) is read to its end and dropped, instead
+      of Tornado closing the connection on a client still sending (the browser shows a reset):
+      the handler then answers 413 with the site's page (`request.body_too_large`). Reading stops
+      at DISCARD_LIMIT; past that, Tornado's own 400-and-close. Handlers that stream their body
+      (`@stream_request_body`) set their own limits and get every byte.
+    """
+
+    DISCARD_LIMIT = 64 * 1024 * 1024
+
+    def __init__(self, app, request, inner, streams):
+        self.app, self.request, self.inner, self.streams = app, request, inner, streams
+        self.received = 0
+
+    def headers_received(self, start_line, headers):
+        self.app.in_flight.add(self.request)
+        self.request.body_too_large = False
+        if not self.streams:
+            length = headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > config.MAX_BODY_BYTES:
+                self.request.body_too_large = True
+                self.request.connection.set_max_body_size(self.DISCARD_LIMIT)
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        self.received += len(chunk)
+        if self.received > config.MAX_BODY_BYTES and not self.streams:
+            self.request.body_too_large = True
+        if self.request.body_too_large:
+            return None  # dropped: nothing over the limit is kept in memory
+        return self.inner.data_received(chunk)
+
+    def finish(self):
+        self.inner.finish()
+
+    def on_connection_close(self):
+        self.app.in_flight.discard(self.request)
+        self.inner.on_connection_close()
 
 
 class Application(tornado.web.Application):
@@ -52,7 +97,7 @@ class Application(tornado.web.Application):
         self.stories = Stories(self.db, self.render_executor, attachments=self.attachments)
         self.throttle = LoginThrottle(self.db)
         self.allowed_hosts = settings["allowed_hosts"]
-        self.in_flight = set()  # handlers between prepare() and finish(), for a graceful stop
+        self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
         self.draining = False
         self.websockets = set()
 
@@ -107,12 +152,23 @@ class Application(tornado.web.Application):
                 return self.get_handler_delegate(request, base.BadHostHandler)
         return super().find_handler(request, **kwargs)
 
+    def get_handler_delegate(self, request, target_class, *args, **kwargs):
+        inner = super().get_handler_delegate(request, target_class, *args, **kwargs)
+        streams = getattr(target_class, "_stream_request_body", False)  # set by @stream_request_body
+        return RequestTracker(self, request, inner, streams)
+
+    def log_request(self, handler):
+        # Called once per answered request (RequestHandler.finish): it is no longer in flight.
+        self.in_flight.discard(handler.request)
+        super().log_request(handler)
+
     async def housekeeping(self):
         """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions, old failures,
         and upload files a crash left behind."""
         try:
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
+            await self.users.delete_old_registration_ips()
             swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then

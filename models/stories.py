@@ -2,7 +2,7 @@
 
 import asyncio
 
-from models import markdown
+from models import markdown, search
 
 PAGE_SIZE = 20
 _COLUMNS = (
@@ -15,18 +15,32 @@ _LIST_COLUMNS = (  # the index needs no bodies: 20 of them could weigh 2 MB
 )
 
 
-def like_pattern(text):
-    """A LIKE pattern that matches text literally (%, _ and \\ escaped), anywhere in the column."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return "%" + escaped + "%"
+DUPLICATE_SECONDS = 30  # the same title and body again within this long is a double submit
 
 
-def _render(body):
+def _render(title, body):
     body_html = markdown.render(body)
-    return body_html, markdown.excerpt(body_html)
+    return body_html, markdown.excerpt(body_html), search.document(title, body)
 
 
 TooLarge = markdown.TooLarge
+TooMuchMarkup = markdown.TooMuchMarkup
+
+
+class AlreadyPublished(Exception):
+    """The member posted this very story moments ago (a double click, a resent form)."""
+
+    def __init__(self, story_id):
+        super().__init__(story_id)
+        self.story_id = story_id
+
+
+class TooManyStories(Exception):
+    """The member's stories-per-hour limit is used up; `retry_after` in seconds."""
+
+    def __init__(self, retry_after):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class Stories:
@@ -37,19 +51,23 @@ class Stories:
         # renders queue instead of contending with the loop for the GIL).
         self._render_executor = render_executor
 
-    async def render(self, body):
-        """(body_html, excerpt) for a Markdown body, made on the render executor; raises TooLarge."""
-        return await asyncio.get_running_loop().run_in_executor(self._render_executor, _render, body)
+    async def render(self, title, body):
+        """(body_html, excerpt, search_text), made on the render executor; raises TooLarge or
+        TooMuchMarkup."""
+        return await asyncio.get_running_loop().run_in_executor(self._render_executor, _render, title, body)
 
     async def page(self, page=1, query="", page_size=PAGE_SIZE):
-        """Newest first; returns (rows, has_next). With query, title or body contains it literally."""
+        """Newest first; returns (rows, has_next). With query, stories holding every word of it
+        (models/search.py), through the FULLTEXT index."""
         offset = (page - 1) * page_size
         if query:
-            pattern = like_pattern(query)
+            terms = search.query(query)
+            if terms is None:  # nothing searchable in it (only punctuation, say)
+                return [], False
             rows = await self.db.fetch_all(
-                _LIST_COLUMNS
-                + " WHERE s.title LIKE %s OR s.body LIKE %s ORDER BY s.id DESC LIMIT %s OFFSET %s",
-                (pattern, pattern, page_size + 1, offset),
+                _LIST_COLUMNS + " WHERE MATCH (s.search_text) AGAINST (%s IN BOOLEAN MODE)"
+                " ORDER BY s.id DESC LIMIT %s OFFSET %s",
+                (terms, page_size + 1, offset),
             )
         else:
             rows = await self.db.fetch_all(
@@ -60,22 +78,46 @@ class Stories:
     async def get(self, story_id):
         return await self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
 
-    async def create(self, user_id, title, body):
-        """Insert a story; returns its id (lastrowid)."""
-        body_html, excerpt = await self.render(body)
-        result = await self.db.execute(
-            "INSERT INTO stories (user_id, title, body, body_html, excerpt) VALUES (%s, %s, %s, %s, %s)",
-            (user_id, title, body, body_html, excerpt),
-        )
-        return result.lastrowid
+    async def create(self, user_id, title, body, per_hour=30):
+        """Insert a story; returns its id. Raises AlreadyPublished for the same story again within
+        DUPLICATE_SECONDS and TooManyStories past `per_hour`; both checks and the insert are one
+        transaction holding the member's row, so parallel posts cannot slip between them."""
+        body_html, excerpt, terms = await self.render(title, body)
+
+        def insert(cur):
+            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            cur.execute(
+                "SELECT id, title, body FROM stories"
+                " WHERE user_id = %s AND created_at > NOW() - INTERVAL %s SECOND ORDER BY id DESC",
+                (user_id, DUPLICATE_SECONDS),
+            )
+            for row in cur.fetchall():
+                if row["title"] == title and row["body"] == body:  # exactly, not by collation
+                    raise AlreadyPublished(row["id"])
+            cur.execute(
+                "SELECT COUNT(*) AS n, TIMESTAMPDIFF(SECOND, NOW(), MIN(created_at) + INTERVAL 1 HOUR)"
+                " AS wait FROM stories WHERE user_id = %s AND created_at > NOW() - INTERVAL 1 HOUR",
+                (user_id,),
+            )
+            recent = cur.fetchone()
+            if recent["n"] >= per_hour:
+                raise TooManyStories(max(1, recent["wait"] or 1))
+            cur.execute(
+                "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (user_id, title, body, body_html, excerpt, terms),
+            )
+            return cur.lastrowid
+
+        return await self.db.transaction(insert)
 
     async def update(self, story_id, user_id, title, body):
         """Rewrite the story if user_id owns it; returns True when it did."""
-        body_html, excerpt = await self.render(body)
+        body_html, excerpt, terms = await self.render(title, body)
         result = await self.db.execute(
-            "UPDATE stories SET title = %s, body = %s, body_html = %s, excerpt = %s, updated_at = NOW()"
-            " WHERE id = %s AND user_id = %s",
-            (title, body, body_html, excerpt, story_id, user_id),
+            "UPDATE stories SET title = %s, body = %s, body_html = %s, excerpt = %s, search_text = %s,"
+            " updated_at = NOW() WHERE id = %s AND user_id = %s",
+            (title, body, body_html, excerpt, terms, story_id, user_id),
         )
         return result.rowcount > 0
 

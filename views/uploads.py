@@ -161,7 +161,6 @@ class UploadHandler(BaseHandler):
         # The client went away mid-body (or the body timed out): keep nothing. Once post() runs
         # it decides (a commit in progress must not lose its files).
         super().on_connection_close()
-        self.application.in_flight.discard(self)
         if self.upload is not None and not self.body_done:
             tornado.ioloop.IOLoop.current().add_callback(self.upload.discard)
 
