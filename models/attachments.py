@@ -26,6 +26,7 @@ log = logging.getLogger("storyhouse.attachments")
 
 MAX_FILENAME = 200  # characters (code points), not bytes
 SNIFF_BYTES = 8192  # what the content-type sniffer looks at
+BATCH_BYTES = 1024 * 1024  # disk work handed to a thread at a time (the loop reads on meanwhile)
 STALE_SECONDS = 3600  # files untouched this long may be crash leftovers
 _NAME = re.compile(r"[0-9a-f]{32}")
 _TMP_NAME = re.compile(r"[0-9a-f]{32}\.part")
@@ -148,23 +149,30 @@ class IncomingFile:
         self.placed = False
 
     def add(self, piece):
-        """Count a piece (on the loop, so the limit is checked at once); returns the op to queue."""
+        """Count a piece (on the loop, so the limit is checked at once)."""
         self.size += len(piece)
         if len(self.head) < SNIFF_BYTES:
             self.head += piece[: SNIFF_BYTES - len(self.head)]
-        return (self.write_sync, piece)
 
     def open_sync(self):
         # O_EXCL: a random name never meets an existing file; 0o640: not world-readable.
         fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         self._file = os.fdopen(fd, "wb", buffering=0)
 
-    def write_sync(self, piece):
-        view = memoryview(piece)
-        while view:
-            written = self._file.write(view)
-            view = view[written:]
-        self._hash.update(piece)
+    def write_sync(self, pieces):
+        # One writev and one hash update a piece: no copy (the pieces are views of the chunks
+        # Tornado read), and few calls that let go of the GIL and must win it back from the loop.
+        fd = self._file.fileno()
+        views = [memoryview(p) for p in pieces]
+        while views:
+            written = os.writev(fd, views)
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+        for piece in pieces:
+            self._hash.update(piece)
 
     def close_sync(self):
         self._file.close()
@@ -199,10 +207,10 @@ class IncomingFile:
 
 
 class Upload:
-    """The files of one request. The handler feeds it parser events; each `flush()` hands the
-    queued disk work to the executor and returns at once, after waiting for the previous batch:
-    the loop parses the next chunk while a thread writes and hashes this one, and at most two
-    chunks are ever held in memory."""
+    """The files of one request. The handler feeds it parser events; `flush()` hands the queued
+    disk work (about BATCH_BYTES of it) to the executor and returns at once, after waiting for the
+    previous batch: the loop reads and parses the next megabyte while a thread writes and hashes
+    this one, and at most about two batches are ever held in memory."""
 
     def __init__(self, store, max_bytes, max_files):
         self.store = store
@@ -212,6 +220,7 @@ class Upload:
         self.current = None
         self.total = 0
         self._ops = []
+        self._queued = 0  # bytes in self._ops
         self._pending = None
         self.closed = False
 
@@ -230,7 +239,13 @@ class Upload:
         self.total += len(piece)
         if self.total > self.max_bytes:
             raise UploadError(413, self.store.too_large_message(self.max_bytes))
-        self._ops.append(self.current.add(piece))
+        self._queued += len(piece)
+        self.current.add(piece)
+        last = self._ops[-1] if self._ops else None
+        if last is not None and last[0] == self.current.write_sync:
+            last[1].append(piece)  # the same file's write: one op per batch
+        else:
+            self._ops.append((self.current.write_sync, [piece]))
 
     def end_file(self):
         if self.current is not None:
@@ -252,19 +267,24 @@ class Upload:
             except OSError as e:
                 raise self.store.write_error(e) from e
 
-    async def flush(self):
-        """Wait for the previous batch (raising its error as an UploadError), then start this one."""
-        await self._wait()
-        if self.closed or not self._ops:
+    async def flush(self, force=False):
+        """Start the queued disk work once there is a batch of it (or with force), after waiting
+        for the previous batch; a failed batch raises here as an UploadError."""
+        if self._pending is not None and self._pending.done():
+            await self._wait()  # report a write error as soon as it is known
+        if self.closed or not self._ops or (self._queued < BATCH_BYTES and not force):
             return
-        ops, self._ops = self._ops, []
+        await self._wait()
+        if self.closed:
+            return
+        ops, self._ops, self._queued = self._ops, [], 0
         self._pending = asyncio.get_running_loop().run_in_executor(self.store.executor, self._run, ops)
 
     async def commit(self, story_id, user_id):
         """Finish the files, move them home and commit their rows in one transaction; returns the
         new rows. On failure nothing is kept (see `discard`)."""
         try:
-            await self.flush()
+            await self.flush(force=True)
             await self._wait()
             await self.store.run(self._run, [(f.place_sync,) for f in self.files])
         except BaseException:
