@@ -221,6 +221,7 @@ class Upload:
         self.total = 0
         self._ops = []
         self._queued = 0  # bytes in self._ops
+        self._start_now = False
         self._pending = None
         self.closed = False
 
@@ -232,6 +233,7 @@ class Upload:
         self.current = IncomingFile(self.store, filename)
         self.files.append(self.current)
         self._ops.append((self.current.open_sync,))
+        self._start_now = True  # create the temporary file at once, not a megabyte later
 
     def data(self, piece):
         if self.current is None:
@@ -272,12 +274,12 @@ class Upload:
         for the previous batch; a failed batch raises here as an UploadError."""
         if self._pending is not None and self._pending.done():
             await self._wait()  # report a write error as soon as it is known
-        if self.closed or not self._ops or (self._queued < BATCH_BYTES and not force):
+        if self.closed or not self._ops or (self._queued < BATCH_BYTES and not (force or self._start_now)):
             return
         await self._wait()
         if self.closed:
             return
-        ops, self._ops, self._queued = self._ops, [], 0
+        ops, self._ops, self._queued, self._start_now = self._ops, [], 0, False
         self._pending = asyncio.get_running_loop().run_in_executor(self.store.executor, self._run, ops)
 
     async def commit(self, story_id, user_id):
