@@ -40,7 +40,7 @@ DATABASE = "storyhouse_bench_upload"
 # --- the bare server (run as a process of its own) ------------------------------------------
 
 
-def bare_server(port):
+def bare_server(port, directory):
     import asyncio
 
     import tornado.web
@@ -57,8 +57,26 @@ def bare_server(port):
         def post(self):
             self.write({"received": self.received})
 
+    @tornado.web.stream_request_body
+    class Write(Discard):
+        """For reference only: the raw body written to a file as it comes (no parsing, no hash)."""
+
+        def prepare(self):
+            super().prepare()
+            self.file = open(os.path.join(directory, "bare.bin"), "wb", buffering=0)
+
+        def data_received(self, chunk):
+            self.received += len(chunk)
+            self.file.write(chunk)
+
+        def post(self):
+            self.file.close()
+            os.unlink(self.file.name)
+            super().post()
+
     async def main():
-        server = HTTPServer(tornado.web.Application([(r"/upload", Discard)]), max_body_size=1 << 40)
+        app = tornado.web.Application([(r"/upload", Discard), (r"/upload-to-disk", Write)])
+        server = HTTPServer(app, max_body_size=1 << 40)
         server.listen(port, "127.0.0.1")
         await asyncio.Event().wait()
 
@@ -210,7 +228,7 @@ def main():
     parser.add_argument("--bare", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = parser.parse_args()
     if args.bare:
-        return bare_server(args.bare)
+        return bare_server(args.bare, args.dir)
 
     size = args.mb * BLOCK
     block = os.urandom(BLOCK)
@@ -237,7 +255,9 @@ def main():
         stdout=logs,
         stderr=logs,
     )
-    bare = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--bare=%d" % bare_port])
+    bare = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--bare=%d" % bare_port, "--dir=" + workdir]
+    )
     try:
         wait_for_port(app_port, app)
         wait_for_port(bare_port, bare)
@@ -255,7 +275,7 @@ def main():
         ceiling = disk_ceiling(workdir, size, block)
         print("disk ceiling  %7.1f MB/s  (write + SHA-256 in 1 MB blocks, same filesystem)" % ceiling)
 
-        results = {"app": [], "bare": []}
+        results = {"app": [], "bare": [], "bare+write": []}
         for round_ in range(args.rounds):
             status, headers, _ = user.post_form(
                 "/story/new", {"title": "Round %d" % round_, "body": "Uploads."}
@@ -264,6 +284,7 @@ def main():
             story_id = int(headers["Location"].rsplit("/", 1)[1])
             for which, port, proc, path, headers in (
                 ("bare", bare_port, bare, "/upload", {}),
+                ("bare+write", bare_port, bare, "/upload-to-disk", {}),
                 ("app", app_port, app, "/story/%d/attachments" % story_id, app_headers),
             ):
                 os.sync()  # no dirty pages from before
@@ -280,7 +301,7 @@ def main():
                 mbps = size / BLOCK / seconds
                 results[which].append((mbps, growth))
                 print(
-                    "round %d  %-4s  %7.1f MB/s  %6.2f s  RSS growth %5.1f MB"
+                    "round %d  %-10s  %7.1f MB/s  %6.2f s  RSS growth %5.1f MB"
                     % (round_ + 1, which, mbps, seconds, growth)
                 )
         app_best = max(m for m, _ in results["app"])
@@ -292,6 +313,11 @@ def main():
         print("app (to disk)   %.1f MB/s  (stored, SHA-256 checked)" % app_best)
         print("ratio           %.2fx  (target >= 0.5x)" % (app_best / bare_best))
         print("disk ceiling    %.1f MB/s  (app / ceiling %.2f)" % (ceiling, app_best / ceiling))
+        write_best = max(m for m, _ in results["bare+write"])
+        print(
+            "bare + write    %.1f MB/s  (the raw body to a file, no parsing, no hash; app / this %.2f)"
+            % (write_best, app_best / write_best)
+        )
         print("app peak RSS    +%.1f MB  (target < 64 MB)" % app_rss)
     finally:
         for proc in (app, bare):
