@@ -14,7 +14,6 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.attachments import UploadError, content_disposition, human_size, is_inline
-from models.db import DatabaseUnavailable
 from views.base import ERROR_MESSAGES, BaseHandler, StaticFileHandler
 from views.stories import MAX_ID
 
@@ -201,8 +200,6 @@ class UploadHandler(BaseHandler):
         except UploadError as e:
             self.error_message = e.message
             raise tornado.web.HTTPError(e.status) from None
-        except DatabaseUnavailable:
-            raise
         if self.wants_json():
             self.set_status(201)
             return self.finish({"items": [describe(self, row) for row in rows]})
