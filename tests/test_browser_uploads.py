@@ -70,7 +70,7 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
         # after a reload the list comes from the server
         watched.goto(base + story_path)
         expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
-        expect(page.locator("#attachment-list .meta").nth(1)).to_contain_text("3.0 MB")
+        expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("3.0 MB")
 
         # a file over the limit is refused in the page, with a sentence, before any byte is sent
         page.evaluate(

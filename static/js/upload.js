@@ -50,7 +50,7 @@
     link.className = "attachment-name";
     link.textContent = item.filename;
     var meta = document.createElement("small");
-    meta.className = "meta";
+    meta.className = "attachment-meta";
     meta.textContent = item.size_human + " · " + item.content_type;
     text.appendChild(link);
     text.appendChild(document.createTextNode(" "));
