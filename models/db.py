@@ -38,6 +38,11 @@ class QueryTimeout(DatabaseUnavailable):
         super().__init__("query timed out")
 
 
+class StatementTimeout(pymysql.err.DatabaseError):
+    """MariaDB stopped a statement at max_statement_time. Not an OperationalError, so DBUtils
+    does not take it for a lost connection and run the statement a second time."""
+
+
 class DuplicateKey(Exception):
     """An INSERT or UPDATE hit a unique key (MySQL error 1062)."""
 
@@ -66,6 +71,14 @@ class _Connection(pymysql.connections.Connection):
             super().connect(sock)
         finally:
             self._read_timeout = read_timeout  # the next read restores the socket timeout
+
+    def query(self, sql, unbuffered=False):
+        try:
+            return super().query(sql, unbuffered)
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] == STATEMENT_TIMEOUT:
+                raise StatementTimeout(*e.args) from None
+            raise
 
 
 def connect(**kwargs):
@@ -164,9 +177,9 @@ class Database:
             if e.args and e.args[0] == DUPLICATE_KEY:
                 raise DuplicateKey(e.args[-1]) from e
             raise
+        except StatementTimeout:
+            raise QueryTimeout() from None
         except pymysql.err.MySQLError as e:
-            if e.args and e.args[0] == STATEMENT_TIMEOUT:
-                raise QueryTimeout() from e
             if is_connection_error(e):
                 self._down_until = time.monotonic() + self.fail_fast_seconds
                 raise DatabaseUnavailable() from e

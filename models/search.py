@@ -4,7 +4,8 @@ InnoDB's FULLTEXT parser splits on spaces, drops words under `innodb_ft_min_toke
 stop words, and cannot split Chinese (no spaces between words). Those are server settings we cannot
 count on, so each story gets a `search_text` column of terms we make here:
 
-- text is case-folded (NFKC), and split into runs of letters and digits;
+- text is case-folded (NFKC), and split into runs of letters and digits, plus single symbols
+  (emoji); punctuation only separates words, so `%`, `_` or `"` in a query is never a wildcard;
 - a run of Chinese/Japanese/Korean characters gives each character and each pair of neighbours
   (bigrams), so "中文" is found inside "学中文的人";
 - every term is written as "x" + hex(UTF-8), which InnoDB sees as one plain word of at least 3
@@ -19,7 +20,7 @@ import unicodedata
 
 TERM_MAX_BYTES = 41  # "x" + 82 hex digits stays under innodb_ft_max_token_size (84)
 QUERY_TERMS_MAX = 12
-_RUN = re.compile(r"[^\W_]+")
+_RUN = re.compile(r"[^\W_]+|[^\w\s]")  # words, and single other characters (kept if symbols)
 # Han (incl. extension A and compatibility), kana, Hangul: scripts written without spaces.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 
@@ -34,6 +35,10 @@ def _words(text):
     text = unicodedata.normalize("NFKC", text).casefold()
     found = []
     for run in _RUN.findall(text):
+        if len(run) == 1 and not run.isalnum():
+            if unicodedata.category(run) == "So":  # emoji and other symbols: searchable one by one
+                found.append((run, False))
+            continue  # punctuation (% _ ' " + - * ...) only separates words
         pos = 0
         for m in _CJK.finditer(run):
             if m.start() > pos:
