@@ -1,5 +1,6 @@
 """Attachments in Debian's Chromium against server.py run as a process: two files chosen in the
-story page's form, the progress bar at 100 %, both listed without a reload, one downloaded."""
+story page's form, the progress bar at 100 %, both listed without a reload, one downloaded; and
+the same form with JavaScript off."""
 
 import hashlib
 import os
@@ -8,6 +9,7 @@ import pytest
 
 from tests import serverproc as sp
 from tests.test_browser import PASSWORD, Watched, chromium, log_in  # noqa: F401 (chromium is a fixture)
+from tests.test_uploads import PNG
 
 DB = sp.database_name("web_uploads")
 pytestmark = [pytest.mark.browser]
@@ -84,3 +86,27 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
         context.close()
     stored = [n for _, _, names in os.walk(upload_dir) for n in names]
     assert len(stored) == 2
+
+
+def test_the_plain_form_works_without_javascript(chromium, upload_site, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    base, story_path, upload_dir = upload_site
+    photo = tmp_path / "pixel.png"
+    photo.write_bytes(PNG)
+    context = chromium.new_context(java_script_enabled=False)
+    context.set_default_timeout(15000)
+    try:
+        page = context.new_page()
+        log_in(page, base, "uploader")
+        page.goto(base + story_path)
+        page.set_input_files("#upload-files", [str(photo)])
+        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+        expect(page).to_have_url(base + story_path + "#attachments")
+        expect(page.locator(".flash")).to_have_text("1 file attached.")
+        expect(page.locator("#attachment-list .attachment-name").last).to_have_text("pixel.png")
+        thumb = page.locator("#attachment-list img.thumb").last
+        expect(thumb).to_be_visible()
+        assert thumb.evaluate("img => img.naturalWidth") == 1  # served inline, decoded as an image
+    finally:
+        context.close()
