@@ -125,11 +125,15 @@ class Raw:
         await asyncio.get_running_loop().sock_sendall(self.sock, data)
 
     async def response(self, timeout=10):
-        """Everything the server sends until it closes the connection (or timeout)."""
+        """One response: until its Content-Length is complete, the server closes, or timeout."""
         loop = asyncio.get_running_loop()
         data = b""
         deadline = loop.time() + timeout
         while loop.time() < deadline:
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head) if sep else None
+            if length and len(rest) >= int(length.group(1)):
+                break
             try:
                 chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), deadline - loop.time())
             except (ConnectionResetError, TimeoutError):
@@ -428,6 +432,26 @@ async def test_a_client_that_vanishes_mid_body_leaves_nothing(client, db_setting
         assert await eventually(lambda: any(p.endswith(".part") for p in stored_files(upload_dir)))
     finally:
         raw.close()  # ...and then the client is gone
+    assert await eventually(lambda: stored_files(upload_dir) == [])
+    assert rows(db_settings) == ()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_story_deleted_during_its_upload_keeps_no_file(client, db_settings, upload_dir, base_url):
+    story_id = await author(client)
+    ctype, body = multipart([("late.bin", os.urandom(300_000))])
+    raw = Raw(base_url)
+    try:
+        await raw.send(request_head(client, story_id, {"Content-Type": ctype, "Content-Length": len(body)}))
+        await raw.send(body[:100_000])
+        assert await eventually(lambda: any(p.endswith(".part") for p in stored_files(upload_dir)))
+        assert (await client.post("/story/%d/delete" % story_id)).code == 302  # meanwhile
+        await raw.send(body[100_000:])
+        response = await raw.response()
+    finally:
+        raw.close()
+    assert status_of(response) == 404
+    assert b"That story no longer exists." in response
     assert await eventually(lambda: stored_files(upload_dir) == [])
     assert rows(db_settings) == ()
 
