@@ -156,7 +156,12 @@ class IncomingFile:
 
     def open_sync(self):
         # O_EXCL: a random name never meets an existing file; 0o640: not world-readable.
-        fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(self.tmp_path, flags, 0o640)
+        except FileNotFoundError:  # tmp/ went away (or could not be made at start): once more
+            os.makedirs(os.path.dirname(self.tmp_path), mode=0o750, exist_ok=True)
+            fd = os.open(self.tmp_path, flags, 0o640)
         self._file = os.fdopen(fd, "wb", buffering=0)
 
     def write_sync(self, pieces):
@@ -350,7 +355,10 @@ class Attachments:
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self.max_files = max_files
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="uploads")
-        os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+        try:
+            os.makedirs(self.tmp_dir, mode=0o750, exist_ok=True)
+        except OSError as e:  # the site still serves; each upload answers a clear error instead
+            log.error("upload_dir %s is not usable: %s", self.root, e)
 
     @property
     def tmp_dir(self):
@@ -435,23 +443,34 @@ class Attachments:
         if names:
             await self.run(self._unlink_sync, list(names))
 
+    @staticmethod
+    def _entries(path):
+        """The entries of a folder, or none if it is not there."""
+        try:
+            with os.scandir(path) as entries:
+                return list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def _stale_sync(self, max_age):
         """(stale temporary files, names of stale stored files), by modification time."""
         cutoff = time.time() - max_age
-        tmp, stored = [], []
-        with os.scandir(self.tmp_dir) as entries:
-            for e in entries:
-                if _TMP_NAME.fullmatch(e.name) and e.stat().st_mtime < cutoff:
-                    tmp.append(e.path)
-        for top in os.scandir(self.root):
-            if not (top.is_dir(follow_symlinks=False) and re.fullmatch(r"[0-9a-f]{2}", top.name)):
+        tmp = [
+            e.path
+            for e in self._entries(self.tmp_dir)
+            if _TMP_NAME.fullmatch(e.name) and e.stat(follow_symlinks=False).st_mtime < cutoff
+        ]
+        stored = []
+        for top in self._entries(self.root):
+            if not (re.fullmatch(r"[0-9a-f]{2}", top.name) and top.is_dir(follow_symlinks=False)):
                 continue
-            for mid in os.scandir(top.path):
-                if not mid.is_dir(follow_symlinks=False):
-                    continue
-                for e in os.scandir(mid.path):
-                    if _NAME.fullmatch(e.name) and e.stat(follow_symlinks=False).st_mtime < cutoff:
-                        stored.append(e.name)
+            for mid in self._entries(top.path):
+                if mid.is_dir(follow_symlinks=False):
+                    stored += [
+                        e.name
+                        for e in self._entries(mid.path)
+                        if _NAME.fullmatch(e.name) and e.stat(follow_symlinks=False).st_mtime < cutoff
+                    ]
         return tmp, stored
 
     def _remove_paths_sync(self, paths):

@@ -36,8 +36,9 @@ def upload_dir(tmp_path):
 
 
 @pytest.fixture
-def app_settings(upload_dir):
-    return {"upload_dir": upload_dir, "max_upload_mb": LIMIT_MB}
+def app_settings(upload_dir, request):
+    """The app on a fresh upload_dir with a 1 MB limit (a test may override with indirect=True)."""
+    return dict({"upload_dir": upload_dir, "max_upload_mb": LIMIT_MB}, **getattr(request, "param", {}))
 
 
 def multipart(files, field="files", extra=()):
@@ -606,6 +607,19 @@ async def test_housekeeping_removes_crash_leftovers_and_files_without_a_row(
     left = stored_files(upload_dir)
     assert stale_tmp not in left and orphan not in left
     assert fresh_tmp in left and fresh_orphan in left and kept in left
+
+
+@pytest.mark.parametrize("app_settings", [{"upload_dir": "/dev/null/uploads"}], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_an_upload_dir_that_cannot_be_used_answers_clearly(app, client, db_settings):
+    # /dev/null is a file: nothing can be made under it, whoever runs the tests (root included).
+    story_id = await author(client)
+    assert (await client.get("/story/%d" % story_id)).code == 200  # the site itself still works
+    response = await upload(client, story_id, [("a.txt", b"words")])
+    assert response.code == 500
+    assert b"could not be saved on the server. Nothing was saved." in response.body
+    assert rows(db_settings) == ()
+    await app.housekeeping()  # and the sweep does not trip over it
 
 
 # --- a disk write that really fails -----------------------------------------------------------
