@@ -21,7 +21,10 @@ def upload_site(tmp_path_factory):
     upload_dir = str(tmp_path_factory.mktemp("uploads"))
     sp.drop_databases(DB)
     try:
-        with sp.running_server(DB, extra=["--upload_dir=" + upload_dir]) as (server, port):
+        with sp.running_server(DB, extra=["--upload_dir=" + upload_dir, "--max_upload_mb=2"]) as (
+            server,
+            port,
+        ):
             member = sp.Browser(port)
             assert member.register("uploader", PASSWORD).status == 302
             r = member.post("/story/new", {"title": "With files", "body": "See the attachments."})
@@ -38,7 +41,9 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
     notes = tmp_path / "notes 中文.txt"
     notes.write_bytes(b"Notes for the story.\n" * 1000)
     blob = tmp_path / "blob.bin"
-    blob.write_bytes(os.urandom(3 * 1024 * 1024))  # big enough for progress events along the way
+    blob.write_bytes(os.urandom(1536 * 1024))  # big enough for progress events along the way
+    too_big = tmp_path / "too big.bin"
+    too_big.write_bytes(os.urandom(3 * 1024 * 1024))  # over the site's 2 MB
 
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15000)
@@ -72,15 +77,12 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
         # after a reload the list comes from the server
         watched.goto(base + story_path)
         expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
-        expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("3.0 MB")
+        expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("1.5 MB")
 
         # a file over the limit is refused in the page, with a sentence, before any byte is sent
-        page.evaluate(
-            "document.getElementById('upload-form').setAttribute('data-max-bytes', '10')"
-        )  # as if the limit were tiny
-        page.set_input_files("#upload-files", [str(notes)])
+        page.set_input_files("#upload-files", [str(too_big)])
         page.locator("#upload-form").get_by_role("button", name="Upload").click()
-        expect(status).to_contain_text("That upload is too large")
+        expect(status).to_have_text("That upload is too large (3.0 MB): the limit is 2.0 MB.")
         watched.check()
     finally:
         context.close()
@@ -108,5 +110,15 @@ def test_the_plain_form_works_without_javascript(chromium, upload_site, tmp_path
         thumb = page.locator("#attachment-list img.thumb").last
         expect(thumb).to_be_visible()
         assert thumb.evaluate("img => img.naturalWidth") == 1  # served inline, decoded as an image
+
+        # too large: the server's 413 page, with its sentence (the browser shows it, no reset)
+        too_big = tmp_path / "too big.bin"
+        too_big.write_bytes(os.urandom(3 * 1024 * 1024))
+        page.set_input_files("#upload-files", [str(too_big)])
+        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+        expect(page.locator("h1")).to_have_text("413 · Request Entity Too Large")
+        expect(page.locator("main")).to_contain_text("That upload is too large: the limit is 2.0 MB.")
     finally:
         context.close()
+    stored = [n for _, _, names in os.walk(upload_dir) for n in names]
+    assert len(stored) == 3  # the two of the test before, the pixel; nothing of the refused file
