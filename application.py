@@ -8,6 +8,7 @@ import tornado.web
 from tornado.web import url
 
 import config
+from models.attachments import Attachments
 from models.cache import Versioned
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
@@ -15,7 +16,7 @@ from models.sessions import Sessions
 from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.users import Users
-from views import account, auth, base, health, index, modules, stories
+from views import account, auth, base, health, index, modules, stories, uploads
 
 access_log = logging.getLogger("tornado.access")
 
@@ -93,7 +94,13 @@ class Application(tornado.web.Application):
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
-        self.stories = Stories(self.db, self.render_executor, Versioned(ttl=settings["page_cache_seconds"]))
+        self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
+        self.stories = Stories(
+            self.db,
+            self.render_executor,
+            Versioned(ttl=settings["page_cache_seconds"]),
+            attachments=self.attachments,
+        )
         self.throttle = LoginThrottle(self.db)
         self.allowed_hosts = settings["allowed_hosts"]
         self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
@@ -102,6 +109,7 @@ class Application(tornado.web.Application):
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
+        files = dict(attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -112,6 +120,14 @@ class Application(tornado.web.Application):
             url(r"/story/([0-9]{1,10})/", stories.StorySlashHandler, name="story_slash"),
             url(r"/story/([0-9]{1,10})/edit", stories.StoryEditHandler, story, name="story_edit"),
             url(r"/story/([0-9]{1,10})/delete", stories.StoryDeleteHandler, story, name="story_delete"),
+            # attachments: streamed upload (owner only), download
+            url(
+                r"/story/([0-9]{1,10})/attachments",
+                uploads.UploadHandler,
+                dict(story, attachments=self.attachments),
+                name="story_attachments",
+            ),
+            url(r"/attachments/([0-9]{1,10})", uploads.AttachmentHandler, files, name="attachment"),
             # accounts
             url(r"/register", auth.RegisterHandler, acct, name="register"),
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
@@ -153,13 +169,19 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
     async def housekeeping(self):
-        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions and old failures."""
+        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions, old failures,
+        and upload files a crash left behind."""
         try:
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
             await self.users.delete_old_registration_ips()
+            swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then
+        if any(swept):
+            logging.getLogger("storyhouse").info(
+                "housekeeping: %d temporary upload files and %d files without a row removed", *swept
+            )
         if sessions or failures:
             logging.getLogger("storyhouse").info(
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
@@ -175,3 +197,4 @@ class Application(tornado.web.Application):
         self.health.close()
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
+        self.attachments.close()

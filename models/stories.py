@@ -50,9 +50,10 @@ class Stories:
     """Rows are plain dicts; those from page() and get() may come from the cache and are shared:
     read them, never change them."""
 
-    def __init__(self, db, render_executor, cache):
+    def __init__(self, db, render_executor, cache, attachments=None):
         self.db = db
         self.cache = cache  # models.cache.Versioned: page() and get(), emptied by every write
+        self.attachments = attachments  # models.attachments.Attachments: files go with the story
         # Markdown is CPU work: off the IOLoop, on a small executor of its own (one thread, so
         # renders queue instead of contending with the loop for the GIL).
         self._render_executor = render_executor
@@ -145,9 +146,16 @@ class Stories:
         return result.rowcount > 0
 
     async def delete(self, story_id, user_id):
-        """Delete the story if user_id owns it; returns True when it did."""
-        result = await self.db.execute(
-            "DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id)
-        )
+        """Delete the story if user_id owns it; returns True when it did. Its attachments' rows
+        go with it (ON DELETE CASCADE), their files once that has committed."""
+
+        def delete(cur):
+            names = self.attachments.lock_story_files(cur, story_id) if self.attachments else []
+            cur.execute("DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id))
+            return cur.rowcount > 0, names
+
+        deleted, names = await self.db.transaction(delete)
         self.cache.bump()
-        return result.rowcount > 0
+        if deleted and names:
+            await self.attachments.remove_files(names)
+        return deleted

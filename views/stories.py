@@ -66,7 +66,8 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        self.render("story.html", story=story)
+        attachments = await self.application.attachments.for_story(story["id"])
+        self.render("story.html", story=story, attachments=attachments)
 
 
 class StorySlashHandler(BaseHandler):
