@@ -8,6 +8,8 @@ import tornado.web
 from tornado.web import url
 
 import config
+from models.attachments import Attachments
+from models.cache import Versioned
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
 from models.previews import LinkPreviews
@@ -16,7 +18,7 @@ from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.tokens import ApiTokens
 from models.users import Users
-from views import account, api, auth, base, feed, health, index, modules, stories, tokens
+from views import account, api, auth, base, feed, health, index, modules, stories, tokens, uploads
 
 access_log = logging.getLogger("tornado.access")
 
@@ -94,7 +96,13 @@ class Application(tornado.web.Application):
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
-        self.stories = Stories(self.db, self.render_executor)
+        self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
+        self.stories = Stories(
+            self.db,
+            self.render_executor,
+            Versioned(ttl=settings["page_cache_seconds"]),
+            attachments=self.attachments,
+        )
         self.throttle = LoginThrottle(self.db)
         self.tokens = ApiTokens(self.db)
         self.previews = LinkPreviews(
@@ -110,7 +118,8 @@ class Application(tornado.web.Application):
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
-        api_story = dict(story, previews=self.previews)
+        api_story = dict(story, previews=self.previews, attachments=self.attachments)
+        files = dict(attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -121,6 +130,14 @@ class Application(tornado.web.Application):
             url(r"/story/([0-9]{1,10})/", stories.StorySlashHandler, name="story_slash"),
             url(r"/story/([0-9]{1,10})/edit", stories.StoryEditHandler, story, name="story_edit"),
             url(r"/story/([0-9]{1,10})/delete", stories.StoryDeleteHandler, story, name="story_delete"),
+            # attachments: streamed upload (owner only), download
+            url(
+                r"/story/([0-9]{1,10})/attachments",
+                uploads.UploadHandler,
+                dict(story, attachments=self.attachments),
+                name="story_attachments",
+            ),
+            url(r"/attachments/([0-9]{1,10})", uploads.AttachmentHandler, files, name="attachment"),
             # accounts
             url(r"/register", auth.RegisterHandler, acct, name="register"),
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
@@ -172,13 +189,19 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
     async def housekeeping(self):
-        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions and old failures."""
+        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions, old failures,
+        and upload files a crash left behind."""
         try:
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
             await self.users.delete_old_registration_ips()
+            swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then
+        if any(swept):
+            logging.getLogger("storyhouse").info(
+                "housekeeping: %d temporary upload files and %d files without a row removed", *swept
+            )
         if sessions or failures:
             logging.getLogger("storyhouse").info(
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
@@ -195,3 +218,4 @@ class Application(tornado.web.Application):
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
         self.previews.close()
+        self.attachments.close()

@@ -147,6 +147,7 @@ def settings(**overrides):
         session_days=30,
         registrations_per_ip_hour=20,
         stories_per_hour=30,
+        page_cache_seconds=5.0,  # how long another machine may show a stale index (no shared version)
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

@@ -106,6 +106,19 @@ def document():
                 "description": {"type": "string"},
             },
         },
+        "Attachment": {
+            "type": "object",
+            "required": ["id", "filename", "content_type", "size", "created_at", "url"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "filename": {"type": "string", "description": "the uploader's name for it"},
+                "content_type": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0, "description": "bytes"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "url": {"type": "string", "format": "uri", "description": "the download"},
+            },
+        },
         "Story": {
             "type": "object",
             "required": [
@@ -136,7 +149,7 @@ def document():
                     "description": "link preview cards fetched so far",
                     "items": _ref("Preview"),
                 },
-                "attachments": {"type": "array", "items": {"type": "object"}},
+                "attachments": {"type": "array", "items": _ref("Attachment")},
             },
         },
         "StoryList": {

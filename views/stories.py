@@ -69,8 +69,9 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
+        attachments = await self.application.attachments.for_story(story["id"])
         previews = await self.application.previews.cards_for(story["body_html"])
-        self.render("story.html", story=story, previews=previews)
+        self.render("story.html", story=story, attachments=attachments, previews=previews)
 
 
 class StorySlashHandler(BaseHandler):
