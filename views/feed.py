@@ -5,6 +5,8 @@ import datetime
 import re
 import xml.etree.ElementTree as ET
 
+import tornado.web
+
 from views.base import BaseHandler
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -24,6 +26,9 @@ def stamp(moment):
 
 class FeedHandler(BaseHandler):
     needs_session = False  # the same feed for everyone
+    # Pages skip the ETag (they differ per member); the feed is the same for everyone, and feed
+    # readers poll it with If-None-Match: Tornado's hash of the body, and its 304.
+    compute_etag = tornado.web.RequestHandler.compute_etag
 
     def initialize(self, stories):
         self.stories = stories
