@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.helpers import query
+from tests.test_uploads import upload
 from views.forms import MESSAGES
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -532,8 +533,6 @@ async def test_emoji_and_chinese_round_trip(http_server, client):
 
 @pytest.mark.gen_test
 async def test_story_lists_its_attachments(http_server, client, base_url):
-    from tests.test_uploads import upload
-
     await client.register("alice")
     story_id = await client.new_story()
     r = await upload(
