@@ -118,8 +118,8 @@ class Application(tornado.web.Application):
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
-        api_story = dict(story, previews=self.previews, attachments=self.attachments)
         files = dict(attachments=self.attachments)
+        api_story = dict(story, previews=self.previews, attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -217,5 +217,5 @@ class Application(tornado.web.Application):
         self.health.close()
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
-        self.previews.close()
         self.attachments.close()
+        self.previews.close()

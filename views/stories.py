@@ -1,5 +1,6 @@
 """A story's page, and new / edit / delete for its owner."""
 
+import asyncio
 import math
 
 import tornado.web
@@ -69,8 +70,10 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        attachments = await self.application.attachments.for_story(story["id"])
-        previews = await self.application.previews.cards_for(story["body_html"])
+        attachments, previews = await asyncio.gather(
+            self.application.attachments.for_story(story["id"]),
+            self.application.previews.cards_for(story["body_html"]),
+        )
         self.render("story.html", story=story, attachments=attachments, previews=previews)
 
 
