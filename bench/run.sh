@@ -4,6 +4,7 @@
 #   bench/run.sh            full pass (about 10 minutes): table into bench/README.md, bench/pages.png
 #   bench/run.sh --quick    smoke run (about 1 minute once seeded): results in bench/out/ only
 #   bench/run.sh --help     every option (bench/pages.py)
+#   bench/run.sh loop [--quick|--help]   the loop-under-load check instead (bench/loop.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
@@ -27,4 +28,8 @@ if [ "$(cat .venv/.bench-requirements.sha 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.bench-requirements.sha
 fi
 
+if [ "${1:-}" = loop ]; then
+  shift
+  exec .venv/bin/python bench/loop.py "$@"
+fi
 exec .venv/bin/python bench/pages.py "$@"
