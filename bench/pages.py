@@ -349,7 +349,10 @@ def replace_section(text, heading, begin, end, generated, default_prose):
         cut = len(text) if nxt < 0 else nxt + 1
         return text[:cut].rstrip("\n") + "\n\n" + block + "\n\n" + text[cut:].lstrip("\n")
     if not text.strip():
-        text = "# Benchmarks\n\nScripts that measure Storyhouse; each section says how to run its own.\n"
+        text = (
+            "# Benchmarks\n\nScripts that measure; they are not tests."
+            " Each section gives the command, the machine and the figures.\n"
+        )
     return text.rstrip("\n") + "\n\n" + default_prose + block + "\n"
 
 
