@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from pages import OUT, PY, README, Server, fetch, load_average, replace_section  # noqa: E402
+from pages import OUT, PY, README, Server, fetch, load_average, replace_section, stop_on_signals  # noqa: E402
 
 BEGIN, END = "<!-- loop:results:begin -->", "<!-- loop:results:end -->"
 VARIANTS = (
@@ -172,6 +172,7 @@ def main():
     if not args.database.startswith("storyhouse_bench_"):
         raise SystemExit("--database must start with storyhouse_bench_")
     os.makedirs(OUT, exist_ok=True)
+    stop_on_signals()
     started = datetime.datetime.now(datetime.UTC)
     load_before = load_average()
     results = [run_variant(label, mode, pool, args, args.port) for label, mode, pool in VARIANTS]

@@ -181,10 +181,11 @@ def wrk(url, args, cookie=None, duration=None):
         raise SystemExit("wrk gave no result for %s:\n%s%s" % (url, out.stdout, out.stderr))
     r = json.loads(m.group(1))
     errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    answered = r["requests"] > 0  # none answered within the run: no latency to speak of
     return {
         "rps": r["requests"] / (r["duration_us"] / 1e6),
-        "p50_ms": r["p50_us"] / 1000.0,
-        "p99_ms": r["p99_us"] / 1000.0,
+        "p50_ms": r["p50_us"] / 1000.0 if answered else None,
+        "p99_ms": r["p99_us"] / 1000.0 if answered else None,
         "errors": errors,
         "requests": r["requests"],
     }
@@ -248,7 +249,40 @@ def check(servers, target, cookie):
 
 
 def median_of(runs, field):
-    return statistics.median(r[field] for r in runs) if runs else None
+    values = [r[field] for r in runs if r[field] is not None]
+    return statistics.median(values) if values else None
+
+
+def settle(db, limit=60):
+    """Wait until no statement runs on the benchmark database (a server that wrk left with a
+    backlog of queries would otherwise slow the next server's measurement). Returns seconds."""
+    start = time.monotonic()
+    con = open_connection(**db)
+    quiet = 0
+    try:
+        with con.cursor() as cur:
+            while time.monotonic() - start < limit and quiet < 3:
+                cur.execute(
+                    "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST"
+                    " WHERE DB = %s AND COMMAND = 'Query' AND ID <> CONNECTION_ID()",
+                    (db["database"],),
+                )
+                quiet = quiet + 1 if cur.fetchone()["n"] == 0 else 0
+                time.sleep(0.1)
+    finally:
+        con.close()
+    return time.monotonic() - start
+
+
+def stop_on_signals():
+    """SIGTERM/SIGHUP (and SIGINT, even when started in the background) end the run through the
+    `finally` that stops the servers."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, interrupt)
 
 
 def summarize(results):
@@ -394,6 +428,7 @@ def main():
     if not args.database.startswith("storyhouse_bench_"):
         raise SystemExit("--database must start with storyhouse_bench_ (the seeder empties it)")
     os.makedirs(OUT, exist_ok=True)
+    stop_on_signals()
 
     config.parse([sys.argv[0], "--mysql_database=" + args.database])
     db = config.mysql_settings()
@@ -473,11 +508,22 @@ def main():
                     url = servers[name].base + path
                     if rep == 0 and args.warmup:
                         wrk(url, args, cookie if logged_in else None, duration=args.warmup)
+                        settle(db)
                     r = wrk(url, args, cookie if logged_in else None)
+                    r["settle_s"] = settle(db)
                     results[key][name].append(r)
                     print(
-                        "run %d  %-14s %-8s %8.0f req/s  p50 %6.1f ms  p99 %7.1f ms  errors %d"
-                        % (rep + 1, label, name, r["rps"], r["p50_ms"], r["p99_ms"], r["errors"]),
+                        "run %d  %-14s %-8s %8.0f req/s  p50 %7s ms  p99 %7s ms  errors %d  (settled %.1f s)"
+                        % (
+                            rep + 1,
+                            label,
+                            name,
+                            r["rps"],
+                            fmt(r["p50_ms"], "%.1f"),
+                            fmt(r["p99_ms"], "%.1f"),
+                            r["errors"],
+                            r["settle_s"],
+                        ),
                         flush=True,
                     )
         load_after = load_average()
