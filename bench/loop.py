@@ -195,7 +195,7 @@ def main():
     print(table)
     if args.no_readme:
         return
-    command = "bench/run.sh loop" + "".join(" " + a for a in sys.argv[1:])
+    command = "bench/run.sh loop" + "".join(" " + a for a in sys.argv[1:] if not a.startswith("--note"))
     text = [
         "Latest run: %s UTC, `%s`: %d connections on `/bench/slow` (SLEEP(%g)) for %g s per variant,"
         " on this machine (%d cores), load average %s before and %s after."

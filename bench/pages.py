@@ -88,7 +88,9 @@ It installs `wrk` (apt-get) and `bench/requirements.txt` (Flask, gunicorn, matpl
 into `.venv` when missing, seeds `storyhouse_bench_pages` once (kept; `--reseed` writes it again),
 and writes the table below, `bench/pages.png` and the raw figures in `bench/out/pages.json`.
 Ratios: *app / ceiling* is one process against the ceiling of its own templates; *x2 / app* is
-`--processes=2` against one process; *x2 / peer* against Flask + gunicorn.
+`--processes=2` against one process; *x2 / peer* against Flask + gunicorn. *err* counts answers
+other than 2xx/3xx (503 when a query waited past `mysql_query_timeout`) and socket errors, summed
+over the repeats; the ceiling never asks the database.
 
 """
 
@@ -535,7 +537,7 @@ def main():
     labels = [(t[0], t[1]) for t in targets(args, story_id, first, page50, found, story_title)]
     if args.targets:
         labels = [(k, lab) for k, lab in labels if k in args.targets.split(",")]
-    command = "bench/run.sh" + "".join(" " + a for a in sys.argv[1:])
+    command = "bench/run.sh" + "".join(" " + a for a in sys.argv[1:] if not a.startswith("--note"))
     md = table(summary, labels, notes)
     raw = {
         "started": started.isoformat(timespec="seconds"),
