@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,8 +42,9 @@ SECTION = """## Loop under load
 `bench/loop_app.py`: the real `Application` plus one route that exists only in that harness,
 `/bench/slow`, which waits on `SELECT SLEEP(1)` through the app's own database layer
 (`await app.db.fetch_one(...)`). wrk keeps 50 connections busy on that route, so 50 requests are
-always waiting on a slow query, while a probe (in the script, a new connection per request, every
-20 ms) times `/healthz` (its own executor and connection) and an anonymous `GET /login` (no query).
+always waiting on a slow query, while two probes (threads of the script, one request at a time
+each, a new connection per request, 20 ms apart) time `/healthz` (its own executor and
+connection) and an anonymous `GET /login` (no query).
 The same run is made against a deliberately blocking variant of the route (pymysql called on the
 IOLoop), and with the pool raised from the default 8 to 50 so that all 50 queries run at once.
 Target: p99 < 10 ms on the free loop.
@@ -109,10 +111,17 @@ def run_variant(label, mode, pool, args, port):
         time.sleep(1.5)  # every connection now has a slow request waiting
         samples = {"/healthz": [], "/login": []}
         stop = time.monotonic() + args.duration - 2.5
-        while time.monotonic() < stop:
-            for path in samples:
+
+        def prober(path):  # one thread per path, so each is asked while the load runs
+            while time.monotonic() < stop:
                 samples[path].append(probe(port, path))
-            time.sleep(0.02)
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=prober, args=(path,)) for path in samples]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         out, _ = load.communicate(timeout=300)
         m = re.search(r"^BENCH_JSON (.*)$", out, re.M)
         slow = json.loads(m.group(1)) if m else {}
