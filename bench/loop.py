@@ -2,9 +2,9 @@
 
 For each variant, bench/loop_app.py (the real Application plus one bench-only route,
 `/bench/slow`, that waits on `SELECT SLEEP(1)`) is started; wrk keeps 50 connections on
-`/bench/slow` (so 50 requests are always waiting on a slow query); after a second, a probe in this
-process asks `/healthz` and an anonymous `GET /login` in turn, each on a new connection, every
-20 ms, and records the latency of each. Variants:
+`/bench/slow` (so 50 requests are always waiting on a slow query); after a second and a half, two
+probe threads of this process ask `/healthz` and an anonymous `GET /login`, one request at a time
+each, on a new connection, 20 ms apart, and record the latency of each. Variants:
 
   executor, pool 8    the app as configured by default: the query through app.db (8 threads)
   executor, pool 50   the same with --mysql_pool_size=50: all 50 queries really run at once
