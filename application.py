@@ -8,13 +8,17 @@ import tornado.web
 from tornado.web import url
 
 import config
+from models.attachments import Attachments
+from models.cache import Versioned
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
+from models.previews import LinkPreviews
 from models.sessions import Sessions
 from models.stories import Stories
 from models.throttle import LoginThrottle
+from models.tokens import ApiTokens
 from models.users import Users
-from views import account, auth, base, health, index, modules, stories
+from views import account, api, auth, base, feed, health, index, modules, stories, tokens, uploads
 
 access_log = logging.getLogger("tornado.access")
 
@@ -92,8 +96,21 @@ class Application(tornado.web.Application):
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
-        self.stories = Stories(self.db, self.render_executor)
+        self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
+        self.stories = Stories(
+            self.db,
+            self.render_executor,
+            Versioned(ttl=settings["page_cache_seconds"]),
+            attachments=self.attachments,
+        )
         self.throttle = LoginThrottle(self.db)
+        self.tokens = ApiTokens(self.db)
+        self.previews = LinkPreviews(
+            self.db,
+            enabled=settings["link_previews"],
+            allow_private=settings["link_preview_allow_private"],
+            **settings.get("link_preview_test_options", {}),  # tests: an exempt loopback upstream
+        )
         self.allowed_hosts = settings["allowed_hosts"]
         self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
         self.draining = False
@@ -101,6 +118,8 @@ class Application(tornado.web.Application):
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
+        files = dict(attachments=self.attachments)
+        api_story = dict(story, previews=self.previews)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -111,6 +130,14 @@ class Application(tornado.web.Application):
             url(r"/story/([0-9]{1,10})/", stories.StorySlashHandler, name="story_slash"),
             url(r"/story/([0-9]{1,10})/edit", stories.StoryEditHandler, story, name="story_edit"),
             url(r"/story/([0-9]{1,10})/delete", stories.StoryDeleteHandler, story, name="story_delete"),
+            # attachments: streamed upload (owner only), download
+            url(
+                r"/story/([0-9]{1,10})/attachments",
+                uploads.UploadHandler,
+                dict(story, attachments=self.attachments),
+                name="story_attachments",
+            ),
+            url(r"/attachments/([0-9]{1,10})", uploads.AttachmentHandler, files, name="attachment"),
             # accounts
             url(r"/register", auth.RegisterHandler, acct, name="register"),
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
@@ -123,6 +150,16 @@ class Application(tornado.web.Application):
                 name="account_password",
             ),
             url(r"/account/sessions/revoke", account.SessionRevokeHandler, name="account_revoke"),
+            url(r"/account/tokens", tokens.TokenCreateHandler, acct, name="account_tokens"),
+            url(r"/account/tokens/revoke", tokens.TokenRevokeHandler, name="account_token_revoke"),
+            # JSON API (views/api.py); every other /api/ path answers a JSON 404
+            url(r"/api/stories", api.StoriesApiHandler, api_story, name="api_stories"),
+            url(r"/api/stories/([0-9]{1,10})", api.StoryApiHandler, api_story, name="api_story"),
+            url(r"/api/me", api.MeHandler, name="api_me"),
+            url(r"/api/openapi.json", api.OpenApiHandler, name="api_openapi"),
+            url(r"/api(?:/.*)?", api.ApiNotFoundHandler, name="api_not_found"),
+            # feeds
+            url(r"/feed\.atom", feed.FeedHandler, story, name="feed"),
             # operations
             url(r"/healthz", health.HealthHandler, name="healthz"),
         ]
@@ -152,13 +189,19 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
     async def housekeeping(self):
-        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions and old failures."""
+        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions, old failures,
+        and upload files a crash left behind."""
         try:
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
             await self.users.delete_old_registration_ips()
+            swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then
+        if any(swept):
+            logging.getLogger("storyhouse").info(
+                "housekeeping: %d temporary upload files and %d files without a row removed", *swept
+            )
         if sessions or failures:
             logging.getLogger("storyhouse").info(
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
@@ -174,3 +217,5 @@ class Application(tornado.web.Application):
         self.health.close()
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
+        self.attachments.close()
+        self.previews.close()

@@ -63,6 +63,13 @@ define(
     "upload_dir", type=str, default="uploads", help="where attachments are stored (relative to the project)"
 )
 define("max_upload_mb", type=int, default=50, help="largest upload in MB")
+define("link_previews", type=bool, default=True, help="fetch preview cards for the links in stories")
+define(
+    "link_preview_allow_private",
+    type=bool,
+    default=False,
+    help="let link previews reach loopback/private addresses (tests only: this opens SSRF)",
+)
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
 
 MAX_BODY_BYTES = 1024 * 1024  # the HTTP server's limit; the upload route raises its own
@@ -135,9 +142,12 @@ def settings(**overrides):
         max_upload_mb=options.max_upload_mb,
         upload_dir=project_path(options.upload_dir),
         redis_url=options.redis_url,
+        link_previews=options.link_previews,
+        link_preview_allow_private=options.link_preview_allow_private,
         session_days=30,
         registrations_per_ip_hour=20,
         stories_per_hour=30,
+        page_cache_seconds=5.0,  # how long another machine may show a stale index (no shared version)
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

@@ -22,7 +22,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import options
 
 import config
-from models import migrate
+from models import cache, migrate
 from models.db import CannotConnect
 
 log = logging.getLogger("storyhouse")
@@ -329,6 +329,7 @@ def main():
             before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals),
             after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals),
         )
+        cache.share_across_forks()  # one version counter for every child's page cache
         tornado.process.fork_processes(options.processes)  # the parent waits in here, then exits
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         die_with_parent(parent)

@@ -9,9 +9,12 @@ _COLUMNS = (
     "SELECT s.id, s.user_id, s.title, s.body, s.body_html, s.created_at, s.updated_at,"
     " u.username AS author FROM stories s JOIN users u ON u.id = s.user_id"
 )
-_LIST_COLUMNS = (  # the index needs no bodies: 20 of them could weigh 2 MB
+# The index needs no bodies (20 of them could weigh 2 MB). STRAIGHT_JOIN: stories first, newest
+# first by primary key, so LIMIT stops after the page; left to itself, MariaDB read users first
+# and sorted every story (360 ms with 10,000 stories instead of 1 ms; checked with EXPLAIN).
+_LIST_COLUMNS = (
     "SELECT s.id, s.user_id, s.title, s.excerpt, s.created_at, u.username AS author"
-    " FROM stories s JOIN users u ON u.id = s.user_id"
+    " FROM stories s STRAIGHT_JOIN users u ON u.id = s.user_id"
 )
 
 
@@ -44,8 +47,13 @@ class TooManyStories(Exception):
 
 
 class Stories:
-    def __init__(self, db, render_executor):
+    """Rows are plain dicts; those from page() and get() may come from the cache and are shared:
+    read them, never change them."""
+
+    def __init__(self, db, render_executor, cache, attachments=None):
         self.db = db
+        self.cache = cache  # models.cache.Versioned: page() and get(), emptied by every write
+        self.attachments = attachments  # models.attachments.Attachments: files go with the story
         # Markdown is CPU work: off the IOLoop, on a small executor of its own (one thread, so
         # renders queue instead of contending with the loop for the GIL).
         self._render_executor = render_executor
@@ -58,6 +66,11 @@ class Stories:
     async def page(self, page=1, query="", page_size=PAGE_SIZE):
         """Newest first; returns (rows, has_next). With query, stories holding every word of it
         (models/search.py), through the FULLTEXT index."""
+        key = ("page", page, query, page_size)
+        version = self.cache.version()
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
         offset = (page - 1) * page_size
         if query:
             terms = search.query(query)
@@ -72,10 +85,19 @@ class Stories:
             rows = await self.db.fetch_all(
                 _LIST_COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
             )
-        return rows[:page_size], len(rows) > page_size
+        result = rows[:page_size], len(rows) > page_size
+        self.cache.put(key, result, version)
+        return result
 
     async def get(self, story_id):
-        return await self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
+        key = ("story", story_id)
+        version = self.cache.version()
+        story = self.cache.get(key)
+        if story is None:
+            story = await self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
+            if story is not None:
+                self.cache.put(key, story, version)
+        return story
 
     async def create(self, user_id, title, body, per_hour=30):
         """Insert a story; returns its id. Raises AlreadyPublished for the same story again within
@@ -108,7 +130,9 @@ class Stories:
             )
             return cur.lastrowid
 
-        return await self.db.transaction(insert)
+        story_id = await self.db.transaction(insert)
+        self.cache.bump()
+        return story_id
 
     async def update(self, story_id, user_id, title, body):
         """Rewrite the story if user_id owns it; returns True when it did."""
@@ -118,11 +142,20 @@ class Stories:
             " updated_at = NOW() WHERE id = %s AND user_id = %s",
             (title, body, body_html, excerpt, terms, story_id, user_id),
         )
+        self.cache.bump()
         return result.rowcount > 0
 
     async def delete(self, story_id, user_id):
-        """Delete the story if user_id owns it; returns True when it did."""
-        result = await self.db.execute(
-            "DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id)
-        )
-        return result.rowcount > 0
+        """Delete the story if user_id owns it; returns True when it did. Its attachments' rows
+        go with it (ON DELETE CASCADE), their files once that has committed."""
+
+        def delete(cur):
+            names = self.attachments.lock_story_files(cur, story_id) if self.attachments else []
+            cur.execute("DELETE FROM stories WHERE id = %s AND user_id = %s", (story_id, user_id))
+            return cur.rowcount > 0, names
+
+        deleted, names = await self.db.transaction(delete)
+        self.cache.bump()
+        if deleted and names:
+            await self.attachments.remove_files(names)
+        return deleted

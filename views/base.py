@@ -194,6 +194,11 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
             self.flash = message.decode()
             self.clear_cookie(FLASH_COOKIE)
 
+    def compute_etag(self):
+        # Pages carry a fresh masked XSRF token each time, so a body hash never matches: hashing
+        # every page would be work for nothing. Handlers with stable bodies set their own ETag.
+        return None
+
     async def head(self, *args, **kwargs):
         # HEAD wherever GET works: the same handler, and Tornado sends the headers without a body.
         if type(self).get is tornado.web.RequestHandler.get:
