@@ -25,8 +25,6 @@ from tornado.options import define, options  # noqa: E402
 from tornado.web import url  # noqa: E402
 
 import config  # noqa: E402
-from models.db import Database  # noqa: E402
-from models.stories import Stories  # noqa: E402
 from views import modules  # noqa: E402
 from views.base import SESSION_COOKIE, PageMixin  # noqa: E402
 
@@ -76,22 +74,18 @@ class Elsewhere(CeilingHandler):
         raise tornado.web.HTTPError(404)
 
 
-def named_routes():
-    """{name: pattern} of every named route of the real Application (built, read, closed)."""
-    from application import Application
-
-    real = Application(cookie_secret="ceiling")
-    try:
-        return {name: rule.matcher.regex.pattern for name, rule in real.wildcard_router.named_rules.items()}
-    finally:
-        real.close()
-
-
-def make_app():
-    handlers = {"index": IndexHandler, "story": StoryHandler, "login": LoginHandler}
-    routes = [url(r"/api/stories", ApiStoriesHandler)]
-    for name, pattern in named_routes().items():
-        routes.append(url(pattern, handlers.get(name, Elsewhere), name=name))
+def make_app(real):
+    """The ceiling's Application: every named route of the real one (same patterns, same names),
+    the three measured pages on the handlers above, the rest answering 404."""
+    handlers = {
+        "index": IndexHandler,
+        "story": StoryHandler,
+        "login": LoginHandler,
+        "api_stories": ApiStoriesHandler,
+    }
+    routes = []
+    for name, rule in real.wildcard_router.named_rules.items():
+        routes.append(url(rule.matcher.regex.pattern, handlers.get(name, Elsewhere), name=name))
     settings = config.settings(cookie_secret="ceiling", debug=False)
     for key in ("allowed_hosts", "max_upload_mb", "upload_dir", "redis_url", "argon2"):
         settings.pop(key, None)
@@ -104,28 +98,31 @@ def make_app():
     )
 
 
-async def load():
-    """The rows the app would show, read once through the app's own Stories model."""
-    db = Database(**config.mysql_settings(), pool_size=2)
-    stories = Stories(db, None)
-    try:
-        DATA["pages"] = {(page, ""): await stories.page(page, "") for page in options.pages}
-        if options.query:
-            DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
-        DATA["story"] = await stories.get(options.story_id)
-        user = await db.fetch_one("SELECT id, username FROM users WHERE username = %s", (options.username,))
-        DATA["user"] = user or {"id": 0, "username": options.username or "member"}
-    finally:
-        db.close()
+async def load(real):
+    """The rows the app would show, read once through the app's own models (real.stories)."""
+    stories = real.stories
+    DATA["pages"] = {(page, ""): await stories.page(page, "") for page in options.pages}
+    if options.query:
+        DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
+    DATA["story"] = await stories.get(options.story_id)
+    user = await real.db.fetch_one("SELECT id, username FROM users WHERE username = %s", (options.username,))
+    DATA["user"] = user or {"id": 0, "username": options.username or "member"}
     if options.api_json:
         with open(options.api_json, encoding="utf-8") as f:
             DATA["api"] = json.load(f)
 
 
 async def main():
+    from application import Application
+
     config.parse()
-    await load()
-    server = HTTPServer(make_app())
+    real = Application(cookie_secret="ceiling")  # built for its routes and models, then closed
+    try:
+        await load(real)
+        app = make_app(real)
+    finally:
+        real.close()
+    server = HTTPServer(app)
     server.listen(options.port, "127.0.0.1")
     print("ceiling listening on http://127.0.0.1:%d/" % options.port, flush=True)
     await asyncio.Event().wait()

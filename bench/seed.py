@@ -125,7 +125,10 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
             span = (datetime.datetime(2026, 11, 30) - start).total_seconds()
             times = sorted(start + datetime.timedelta(seconds=rng.uniform(0, span)) for _ in texts)
             batch = 250
-            with multiprocessing.get_context("fork").Pool(min(2, os.cpu_count() or 1)) as pool:
+            # Closed and joined, not terminated (the `with` form): terminate() can hang on a worker
+            # that is killed while it holds a lock.
+            pool = multiprocessing.get_context("fork").Pool(min(2, os.cpu_count() or 1))
+            try:
                 for i in range(0, stories, batch):
                     chunk = texts[i : i + batch]
                     computed = pool.map(rendered, chunk, chunksize=25)
@@ -141,6 +144,9 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
                     )
                     if (i // batch) % 8 == 7:
                         log("seed: %d stories" % (i + batch))
+            finally:
+                pool.close()
+                pool.join()
             cur.execute("ANALYZE TABLE users, stories")
             cur.fetchall()
             cur.execute(
