@@ -53,7 +53,10 @@ class IndexHandler(CeilingHandler):
 
 class StoryHandler(CeilingHandler):
     def get(self, story_id):
-        self.render("story.html", story=DATA["story"])
+        # The arguments views/stories.py StoryHandler passes, read once (DATA).
+        self.render(
+            "story.html", story=DATA["story"], attachments=DATA["attachments"], previews=DATA["previews"]
+        )
 
 
 class LoginHandler(CeilingHandler):
@@ -105,6 +108,8 @@ async def load(real):
     if options.query:
         DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
     DATA["story"] = await stories.get(options.story_id)
+    DATA["attachments"] = await real.attachments.for_story(options.story_id)
+    DATA["previews"] = await real.previews.cards_for(DATA["story"]["body_html"])  # no fetch: disabled
     user = await real.db.fetch_one("SELECT id, username FROM users WHERE username = %s", (options.username,))
     DATA["user"] = user or {"id": 0, "username": options.username or "member"}
     if options.api_json:
@@ -122,6 +127,9 @@ async def main():
         app = make_app(real)
     finally:
         real.close()
+    for name, value in vars(real).items():  # the models templates reach (application.attachments)
+        if not hasattr(app, name):
+            setattr(app, name, value)
     server = HTTPServer(app)
     server.listen(options.port, "127.0.0.1")
     print("ceiling listening on http://127.0.0.1:%d/" % options.port, flush=True)

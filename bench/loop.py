@@ -93,6 +93,7 @@ def stats(samples):
 
 def run_variant(label, mode, pool, args, port):
     argv = [PY, "bench/loop_app.py", "--port=%d" % port, "--mysql_database=" + args.database]
+    argv += ["--link_previews=false"]
     argv += ["--mode=" + mode, "--mysql_pool_size=%d" % pool, "--slow_seconds=%g" % args.slow]
     srv = Server("loop " + mode + str(pool), port, argv, ready_path="/healthz")
     srv.start()

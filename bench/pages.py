@@ -445,7 +445,10 @@ def main():
     username = "writer0001"
 
     p = args.port
+    # No link previews: the app would fetch cards from other hosts (the seeded links are same-site
+    # anyway); nothing in a benchmark may leave loopback.
     app_argv = [PY, "server.py", "--address=127.0.0.1", "--mysql_database=" + args.database]
+    app_argv.append("--link_previews=false")
     servers = {
         "app": Server("app", p, app_argv + ["--port=%d" % p], ready_path="/healthz"),
         "app x2": Server(
@@ -478,6 +481,7 @@ def main():
             "ceiling",
             p + 2,
             [PY, "bench/ceiling.py", "--port=%d" % (p + 2), "--mysql_database=" + args.database]
+            + ["--link_previews=false"]
             + ["--story_id=%d" % story_id, "--query=" + args.word, "--username=" + username]
             + ["--api_json=" + api_json],
         )

@@ -22,7 +22,7 @@ import config  # noqa: E402
 from models import markdown, migrate, search  # noqa: E402
 from models.db import open_connection  # noqa: E402
 
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: links are same-site (no link-preview fetches)
 PASSWORD = "bench-password-1"  # every seeded member's password (one argon2 hash, shared)
 SEARCH_WORD = "lighthouse"  # in about 3% of stories: /?q=lighthouse has a few pages of results
 
@@ -55,7 +55,7 @@ def paragraph(rng):
 
 def story(rng, n):
     """(title, body) for story number n: 3-12 paragraphs, now and then a heading, a list, a quote,
-    a link or some code, like stories people write."""
+    a link to another story or some code, like stories people write."""
     title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))).capitalize()
     blocks = []
     for _ in range(rng.randint(3, 12)):
@@ -67,7 +67,8 @@ def story(rng, n):
         elif r < 0.18:
             blocks.append("> " + sentence(rng))
         elif r < 0.21:
-            blocks.append("See [the map](https://example.org/maps/%d) for the way." % rng.randint(1, 999))
+            # Same-site links only: a link to another host would make the app fetch its preview card.
+            blocks.append("See [the earlier one](/story/%d) for the way." % rng.randint(1, n))
         elif r < 0.23:
             blocks.append("```\n%s\n```" % "\n".join(rng.choice(WORDS) for _ in range(3)))
         else:
