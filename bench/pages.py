@@ -62,13 +62,14 @@ servers:
 
 | server | what |
 |---|---|
-| app | `server.py`, one process (access log on, to a file) |
+| app | `server.py --link_previews=false` (no fetch may leave loopback), one process, access log to a file |
 | app x2 | `server.py --processes=2` |
 | ceiling | `bench/ceiling.py`: a bare Tornado app rendering the app's own templates with its own \
 ui_modules, `PageMixin` and route names, from rows read once at start through `models.stories` \
 (no query, no session lookup, no access log per request) |
 | peer | `bench/peer.py`: the same pages in Flask + gunicorn (2 gthread workers, 8 threads \
-each), the same SQL through pymysql, Jinja2 templates giving the same HTML, no cache |
+each), the same SQL through pymysql, Jinja2 templates giving the same HTML, no cache; its \
+story page has no attachment or link-preview queries |
 
 Targets: `/`, `/?page=50`, `/?q=lighthouse` (a word in ~3 % of the stories), `/story/<id>`,
 `/api/stories` (skipped while the route answers 404), `GET /login` (anonymous) and a logged-in `/`
