@@ -2,6 +2,7 @@
 changed behind the application's back shows after page_cache_seconds; the list query reads only
 the page it shows."""
 
+import asyncio
 import time
 
 import pytest
@@ -80,3 +81,20 @@ def test_the_list_query_reads_the_page_not_the_table(db_settings):
     )
     assert [(row["table"], row["key"]) for row in plan] == [("s", "PRIMARY"), ("u", "PRIMARY")]
     assert not any("filesort" in (row["Extra"] or "") or "temporary" in (row["Extra"] or "") for row in plan)
+
+
+@pytest.mark.gen_test
+async def test_requests_that_miss_together_share_one_read():
+    from models.cache import Versioned
+
+    cache, reads = Versioned(ttl=5), []
+
+    async def load():
+        reads.append(1)
+        await asyncio.sleep(0.05)
+        return "rows"
+
+    results = await asyncio.gather(*[cache.get_or_load("k", load) for _ in range(20)])
+    assert results == ["rows"] * 20 and len(reads) == 1
+    cache.bump()  # a write: the next request reads again
+    assert await cache.get_or_load("k", load) == "rows" and len(reads) == 2
