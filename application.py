@@ -7,13 +7,15 @@ import tornado.web
 from tornado.web import url
 
 import config
+from models.bus import make_bus
+from models.chat import ChatMessages
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
 from models.sessions import Sessions
 from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.users import Users
-from views import account, auth, base, health, index, modules, stories
+from views import account, auth, base, chat, health, index, modules, stories
 
 access_log = logging.getLogger("tornado.access")
 
@@ -53,6 +55,8 @@ class Application(tornado.web.Application):
         self.in_flight = set()  # handlers between prepare() and finish(), for a graceful stop
         self.draining = False
         self.websockets = set()
+        bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
+        self.chat = chat.Room(ChatMessages(self.db), self.sessions, bus)  # started by server.py
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
@@ -78,6 +82,9 @@ class Application(tornado.web.Application):
                 name="account_password",
             ),
             url(r"/account/sessions/revoke", account.SessionRevokeHandler, name="account_revoke"),
+            # chat
+            url(r"/chat", chat.ChatPageHandler, name="chat"),
+            url(r"/chat/ws", chat.ChatSocketHandler, dict(room=self.chat), name="chat_ws"),
             # operations
             url(r"/healthz", health.HealthHandler, name="healthz"),
         ]
@@ -108,8 +115,9 @@ class Application(tornado.web.Application):
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
             )
 
-    def close_websockets(self):
-        """Close open WebSockets with 1001 (going away); the chat issue registers them here."""
+    async def close_websockets(self):
+        """Close open WebSockets with 1001 (going away), after telling the other processes."""
+        await self.chat.close()
         for ws in list(self.websockets):
             ws.close(1001, "server shutting down")
 

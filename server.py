@@ -160,12 +160,7 @@ async def serve(reuse_port):
     server = make_http_server(app, xheaders=options.xheaders)
     sockets = tornado.netutil.bind_sockets(options.port, options.address or None, reuse_port=reuse_port)
     server.add_sockets(sockets)
-    if app.settings["redis_url"] == "" and options.processes != 1:
-        log.warning(
-            "chat uses an in-process bus: with --processes=%d, set --redis_url so every "
-            "process sees every message",
-            options.processes,
-        )
+    await app.chat.start()  # the chat bus (Redis connects in the background, with backoff)
     log.info(
         "Storyhouse listening on http://%s:%d/ (pid %d)",
         options.address or "0.0.0.0",
@@ -190,7 +185,11 @@ async def serve(reuse_port):
         deadline = time.monotonic() + options.shutdown_timeout
         while app.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        app.close_websockets()
+        await app.close_websockets()
+        deadline = time.monotonic() + 2  # let the clients answer the close (1001) handshake
+        while app.websockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await app.chat.stop()
         await server.close_all_connections()
         app.close()
     except Exception:
@@ -211,6 +210,12 @@ def main():
         fail("cannot read the options: %s" % e)
     if options.debug and options.processes != 1:
         fail("--debug reloads code in one process only: use it with --processes=1.")
+    if not options.redis_url and options.processes != 1:  # once, before the fork
+        log.warning(
+            "chat uses an in-process bus: with --processes=%d, set --redis_url so every "
+            "process sees every message",
+            options.processes,
+        )
     prepare_database()
     secret = config.load_cookie_secret()
     options.cookie_secret = secret  # every forked process shares it
