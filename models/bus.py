@@ -77,11 +77,18 @@ class RedisBus:
         )
         self._outbox = asyncio.Queue(maxsize=10000)
         self._presence_dirty = asyncio.Event()
+        self._first_try = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._subscribe_loop()),
             asyncio.create_task(self._publish_loop()),
             asyncio.create_task(self._presence_loop()),
         ]
+        # Serve once the first attempt is over (connected or not): the first members to join
+        # then see the other processes' members.
+        try:
+            await asyncio.wait_for(self._first_try.wait(), 3)
+        except TimeoutError:
+            pass
 
     # --- sending --------------------------------------------------------------------------
 
@@ -115,6 +122,7 @@ class RedisBus:
                     log.warning("chat bus: Redis at %s is back; chat crosses processes again", self._where())
                     self._down_logged = False
                 self.connected = True
+                self._first_try.set()
                 delay = 0.25
                 async for message in pubsub.listen():
                     if message["type"] == "message":
@@ -123,6 +131,7 @@ class RedisBus:
                 raise
             except (RedisError, OSError) as e:
                 self._went_down(e)
+                self._first_try.set()
             finally:
                 try:
                     await pubsub.aclose()
