@@ -56,7 +56,13 @@ class Application(tornado.web.Application):
         self.draining = False
         self.websockets = set()
         bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
-        self.chat = chat.Room(ChatMessages(self.db), self.sessions, bus)  # started by server.py
+        self.chat = chat.Room(  # started by server.py
+            ChatMessages(self.db),
+            self.sessions,
+            bus,
+            ping_interval=settings["websocket_ping_interval"],
+            ping_timeout=settings["websocket_ping_timeout"],
+        )
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)

@@ -160,7 +160,7 @@ async def serve(reuse_port):
     server = make_http_server(app, xheaders=options.xheaders)
     sockets = tornado.netutil.bind_sockets(options.port, options.address or None, reuse_port=reuse_port)
     server.add_sockets(sockets)
-    await app.chat.start()  # the chat bus (Redis connects in the background, with backoff)
+    await app.chat.start()  # the chat's bus (Redis reconnects in the background) and pinger
     log.info(
         "Storyhouse listening on http://%s:%d/ (pid %d)",
         options.address or "0.0.0.0",

@@ -7,6 +7,7 @@ The interface (what `views.chat.Room` uses):
     bus.publish(event)           send a JSON-able dict to the other processes (never blocks, never raises)
     bus.set_presence(names)      the usernames connected to this process
     await bus.others_online()    the usernames connected to the other processes
+    bus.generation               changes when events from other processes may have been missed
     await bus.stop()
 A process delivers its own events to its own clients itself, so local chat never waits for Redis
 and keeps working while Redis is away.
@@ -31,6 +32,8 @@ log = logging.getLogger("storyhouse.chat")
 
 class LocalBus:
     """Everything stays in this process: nobody else publishes, nobody else is online."""
+
+    generation = 0  # never reconnects: what this process saw is all there is
 
     async def start(self, deliver):
         pass
@@ -61,6 +64,7 @@ class RedisBus:
         self.presence_ttl = presence_ttl
         self.max_backoff = max_backoff
         self.connected = False
+        self.generation = 0  # +1 at every (re)connection: events may have been missed before it
         self._down_logged = False
         self._names = set()
         self._deliver = None
@@ -122,6 +126,7 @@ class RedisBus:
                     log.warning("chat bus: Redis at %s is back; chat crosses processes again", self._where())
                     self._down_logged = False
                 self.connected = True
+                self.generation += 1
                 self._first_try.set()
                 delay = 0.25
                 async for message in pubsub.listen():

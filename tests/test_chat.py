@@ -210,7 +210,19 @@ async def test_a_foreign_origin_is_refused_with_403(base_url, client):
 
 @pytest.fixture
 def app_settings():
-    return {"chat_trusted_origins": ["https://app.example.org"]}
+    return {
+        "chat_trusted_origins": ["https://app.example.org"],
+        "websocket_ping_interval": 0.5,  # so the dead-peer test takes a second
+        "websocket_ping_timeout": 0.5,
+    }
+
+
+@pytest.fixture
+def room_started(app, io_loop):
+    """The room's bus and pinger, started as server.py starts them."""
+    io_loop.run_sync(app.chat.start)
+    yield app.chat
+    io_loop.run_sync(app.chat.stop)
 
 
 @pytest.mark.gen_test
@@ -383,6 +395,21 @@ async def test_a_slow_reader_is_disconnected_not_buffered(base_url, make_client,
     assert [f["user"] for f in seen if f["type"] == "leave"] == ["slow"]
     slow.close()
     fast.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_dead_peer_is_dropped_and_a_live_one_kept(base_url, make_client, room_started, http_port):
+    dead_member, live_member = await member(make_client, "dead"), await member(make_client, "live")
+    live, _, _ = await joined(base_url, live_member.cookies)  # Tornado's client answers pings
+    dead = await asyncio.get_running_loop().run_in_executor(
+        None, raw_handshake, http_port, dead_member.cookies
+    )
+    assert (await until(live, "join"))["user"] == "dead"
+    assert (await until(live, "leave", timeout=4))["user"] == "dead"  # no pong: dropped
+    assert [s.user["username"] for s in room_started.sockets] == ["live"]
+    await asyncio.sleep(1.2)  # two more pings
+    assert [s.user["username"] for s in room_started.sockets] == ["live"]
+    dead.close()
 
 
 # --- server.py processes -----------------------------------------------------------------------

@@ -2,17 +2,19 @@
 process to the bus (models/bus.py) that joins the processes."""
 
 import asyncio
+import collections
 import datetime
 import json
 import logging
 import struct
 import time
 
+import tornado.ioloop
 import tornado.web
 import tornado.websocket
 from tornado.iostream import StreamClosedError
 
-from models.chat import iso
+from models.chat import HISTORY, iso
 from models.db import DatabaseUnavailable
 from views.base import BaseHandler, SessionMixin
 
@@ -22,6 +24,7 @@ MAX_BODY = 2000  # characters in one message
 RATE, BURST = 5.0, 10  # messages a second per connection, and the bucket's size
 MAX_UNSENT = 1024 * 1024  # bytes queued for one client before it counts as too slow and is dropped
 SIGNED_OUT = 4001  # close code: the session ended (the page stops reconnecting)
+PING = b"\x89\x00"  # a ping frame without payload, the same bytes for every client
 
 
 def encode(event):
@@ -68,7 +71,7 @@ def parse_frame(message):
 class Room:
     """The sockets of this process, by member; events out to them and to the bus."""
 
-    def __init__(self, messages, sessions, bus):
+    def __init__(self, messages, sessions, bus, ping_interval=0, ping_timeout=0):
         self.messages = messages
         self.sessions = sessions
         self.bus = bus
@@ -76,17 +79,78 @@ class Room:
         self.members = {}  # username -> set of that member's sockets (tabs) here
         self.closing = False
         self._tasks = set()
+        self._history = None  # the last HISTORY message frames, once read from MySQL
+        self._history_generation = None
+        self._loading = None
+        self._arrived = None
+        self.ping_interval = ping_interval
+        self.ping_timeout = min(ping_timeout or ping_interval, ping_interval)
+        self._pinger = None
 
     async def start(self):
         await self.bus.start(self._from_bus)
+        if self.ping_interval:
+            self._pinger = tornado.ioloop.PeriodicCallback(self._ping_all, self.ping_interval * 1000)
+            self._pinger.start()
 
     async def stop(self):
+        if self._pinger:
+            self._pinger.stop()
         await self.bus.stop()
+
+    # --- dead peers -----------------------------------------------------------------------
+    # One timer pings every socket (same bytes for all) and drops those with no pong by the
+    # timeout: with 10,000 sockets, Tornado's per-connection ping would be 10,000 sleeping tasks.
+
+    def _ping_all(self):
+        for sock in tuple(self.sockets):
+            sock.awaiting_pong = True
+            sock.send_encoded(PING)
+        tornado.ioloop.IOLoop.current().call_later(self.ping_timeout, self._drop_silent)
+
+    def _drop_silent(self):
+        for sock in tuple(self.sockets):
+            if sock.awaiting_pong:
+                sock.drop("no pong")
+
+    # --- history --------------------------------------------------------------------------
+    # Kept in memory once read, so 10,000 joins cost no 10,000 queries; read again from MySQL
+    # when the bus reconnects (messages from other processes may have been missed).
+
+    async def history(self):
+        if self._history is None or self._history_generation != self.bus.generation:
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(self._load_history())
+            try:
+                await asyncio.shield(self._loading)
+            finally:
+                self._loading = None
+        return list(self._history)
+
+    async def _load_history(self):
+        generation = self.bus.generation
+        self._arrived = []
+        try:
+            items = await self.messages.recent()
+            # Messages that arrived while we read are added unless the read already had them.
+            items += [f for f in self._arrived if f not in items]
+            self._history = collections.deque(items[-HISTORY:], maxlen=HISTORY)
+            self._history_generation = generation
+        finally:
+            self._arrived = None
+
+    def _remember(self, frame):
+        if self._loading is not None and self._arrived is not None:
+            self._arrived.append(frame)
+        if self._history is not None:
+            self._history.append(frame)
 
     # --- events ---------------------------------------------------------------------------
 
     def publish(self, event, skip_user=None):
         """To this process's clients now, and to the other processes through the bus."""
+        if event["type"] == "message":
+            self._remember(event)
         self.broadcast(event, skip_user)
         self.bus.publish(event)
 
@@ -100,6 +164,7 @@ class Room:
     def _from_bus(self, event):
         kind = event.get("type")
         if kind == "message":
+            self._remember(event)
             self.broadcast(event)
         elif kind in ("join", "leave"):
             self.broadcast(event, skip_user=event.get("user"))
@@ -115,7 +180,7 @@ class Room:
 
     async def join(self, sock):
         name = sock.user["username"]
-        history = await self.messages.recent()
+        history = await self.history()
         others = await self.bus.others_online()
         if sock.ws_connection is None or sock.ws_connection.is_closing():
             return  # gone while we waited
@@ -192,6 +257,14 @@ class ChatSocketHandler(SessionMixin, tornado.websocket.WebSocketHandler):
         self.token = None
         self.tokens = float(BURST)
         self.refilled = time.monotonic()
+        self.awaiting_pong = False
+
+    @property
+    def ping_interval(self):
+        return 0  # the Room pings all sockets with one timer (websocket_ping_interval/_timeout)
+
+    def on_pong(self, data):
+        self.awaiting_pong = False
 
     async def get(self, *args, **kwargs):
         try:
@@ -259,21 +332,26 @@ class ChatSocketHandler(SessionMixin, tornado.websocket.WebSocketHandler):
     def send_error(self, message):
         self.send({"type": "error", "message": message})
 
-    def send_encoded(self, frame, payload):
+    def drop(self, why):
+        """Close the connection now, without a close handshake (it would queue behind the rest)."""
+        log.info("chat: %s disconnected (%s)", self.user["username"], why)
+        if self.ws_connection is not None:
+            self.ws_connection.stream.close()
+
+    def send_encoded(self, frame, payload=None):
         """Write a frame built once for everyone. Not write_message per client: that would encode
         the JSON and the frame again and make a Task for each of 10,000 clients."""
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return
-        if conn._compressor is not None:  # permessage-deflate (off here): frames differ per client
+        if payload is not None and conn._compressor is not None:  # permessage-deflate (off here)
             self.write_message(payload).add_done_callback(lambda f: f.cancelled() or f.exception())
             return
         stream = conn.stream
         # IOStream keeps what the client has not read yet in _write_buffer; past the bound the
         # client is too slow, and it goes rather than the server's memory growing.
         if len(stream._write_buffer) > MAX_UNSENT:
-            log.warning("chat: %s reads too slowly, disconnected", self.user["username"])
-            stream.close()
+            self.drop("reads too slowly")
             return
         try:
             stream.write(frame)
