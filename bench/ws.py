@@ -247,6 +247,10 @@ def worker(pipe, port, cookies, concurrency, bare):
             if not data:
                 pipe.send(("error", "a connection closed during the handshake: %r" % c.buf[:200]))
                 return
+            if c.stage == "open":  # joined already: only pings matter until the rounds
+                if PING in data:
+                    pong(c.sock)
+                continue
             c.buf += data
             if c.stage == "handshake" and b"\r\n\r\n" in c.buf:
                 if not c.buf.startswith(b"HTTP/1.1 101"):
@@ -408,7 +412,11 @@ def measure(kind, count, cookies, sender_cookie, args):
                     await loop.run_in_executor(None, pipe.recv)  # armed
                 t0 = time.monotonic()
                 sender.send_text('{"body": "%s"}' % tag)
-                lasts = [(await loop.run_in_executor(None, pipe.recv))[1] for pipe in pipes]
+                replies = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
+                failed = [r[1] for r in replies if r[0] != "round"]
+                if failed:
+                    raise SystemExit("%s, N=%d: %s" % (kind, count, failed[0]))
+                lasts = [r[1] for r in replies]
                 latencies.append(max(lasts) - t0)
                 await asyncio.sleep(1.0)  # under the rate limit, and a calm loop between rounds
             sender.close()
