@@ -72,13 +72,22 @@ class RedisBus:
         self._outbox = None
         self._tasks = []
         self._presence_dirty = None
+        self._online_query = None
 
     async def start(self, deliver):
         self._deliver = deliver
-        # No hidden retries inside redis-py: a failure surfaces at once, our loop backs off.
-        self._redis = aioredis.from_url(
-            self.url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        # A few connections, waited for rather than opened per caller: 10,000 joins at once must
+        # not become 10,000 Redis connections. No hidden retries inside redis-py: a failure
+        # surfaces at once, and our loop backs off.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=8,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 0),
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool when closed
         self._outbox = asyncio.Queue(maxsize=10000)
         self._presence_dirty = asyncio.Event()
         self._first_try = asyncio.Event()
@@ -207,8 +216,18 @@ class RedisBus:
             await pipe.execute()
 
     async def others_online(self):
+        """Callers at the same moment (a storm of joins) share one query."""
         if not self.connected:
             return set()
+        if self._online_query is None:
+            self._online_query = asyncio.ensure_future(self._query_others())
+            self._online_query.add_done_callback(self._query_done)
+        return await asyncio.shield(self._online_query)
+
+    def _query_done(self, future):
+        self._online_query = None
+
+    async def _query_others(self):
         try:
             ids = await self._redis.zrangebyscore(self.procs_key, time.time() - self.presence_ttl, "+inf")
             keys = [self.presence_prefix + i.decode() for i in ids if i.decode() != self.id]
@@ -228,7 +247,10 @@ class RedisBus:
                     await asyncio.wait_for(self._remove_presence(), 2)
             except (RedisError, OSError, TimeoutError):
                 pass
-            await self._redis.aclose()
+            try:
+                await asyncio.wait_for(self._redis.aclose(), 2)
+            except (RedisError, OSError, TimeoutError):
+                pass
 
     async def _remove_presence(self):
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -236,7 +236,10 @@ class Room:
         self.closing = True
         if not self.members:
             return
-        others = await self.bus.others_online()
+        try:
+            others = await asyncio.wait_for(self.bus.others_online(), 2)
+        except TimeoutError:
+            return
         for name in self.members:
             if name not in others:
                 self.bus.publish({"type": "leave", "user": name, "at": now_iso()})
