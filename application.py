@@ -3,11 +3,14 @@
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import tornado.httputil
 import tornado.web
 from tornado.web import url
 
 import config
+from models.attachments import Attachments
 from models.bus import make_bus
+from models.cache import Versioned
 from models.chat import ChatMessages
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
@@ -15,7 +18,7 @@ from models.sessions import Sessions
 from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.users import Users
-from views import account, auth, base, chat, health, index, modules, stories
+from views import account, auth, base, chat, health, index, modules, stories, uploads
 
 access_log = logging.getLogger("tornado.access")
 
@@ -29,10 +32,54 @@ def log_request(handler):
         "%d %s %s (%s) %.2fms",
         status,
         handler.request.method,
-        handler.request.path,
+        base.loggable_path(handler.request),
         handler.request.remote_ip,
         1000.0 * handler.request.request_time(),
     )
+
+
+class RequestTracker(tornado.httputil.HTTPMessageDelegate):
+    """Wraps the delegate of every routed request, from its headers on:
+
+    - the request counts as in flight while its body is still arriving, so a graceful stop waits
+      for a slow upload or form instead of cutting it (the handler's finish ends the count);
+    - a body over the form limit (`config.MAX_BODY_BYTES`) is read to its end and dropped, instead
+      of Tornado closing the connection on a client still sending (the browser shows a reset):
+      the handler then answers 413 with the site's page (`request.body_too_large`). Reading stops
+      at DISCARD_LIMIT; past that, Tornado's own 400-and-close. Handlers that stream their body
+      (`@stream_request_body`) set their own limits and get every byte.
+    """
+
+    DISCARD_LIMIT = 64 * 1024 * 1024
+
+    def __init__(self, app, request, inner, streams):
+        self.app, self.request, self.inner, self.streams = app, request, inner, streams
+        self.received = 0
+
+    def headers_received(self, start_line, headers):
+        self.app.in_flight.add(self.request)
+        self.request.body_too_large = False
+        if not self.streams:
+            length = headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > config.MAX_BODY_BYTES:
+                self.request.body_too_large = True
+                self.request.connection.set_max_body_size(self.DISCARD_LIMIT)
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        self.received += len(chunk)
+        if self.received > config.MAX_BODY_BYTES and not self.streams:
+            self.request.body_too_large = True
+        if self.request.body_too_large:
+            return None  # dropped: nothing over the limit is kept in memory
+        return self.inner.data_received(chunk)
+
+    def finish(self):
+        self.inner.finish()
+
+    def on_connection_close(self):
+        self.app.in_flight.discard(self.request)
+        self.inner.on_connection_close()
 
 
 class Application(tornado.web.Application):
@@ -49,10 +96,16 @@ class Application(tornado.web.Application):
         self.users = Users(self.db)
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
-        self.stories = Stories(self.db, self.render_executor)
+        self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
+        self.stories = Stories(
+            self.db,
+            self.render_executor,
+            Versioned(ttl=settings["page_cache_seconds"]),
+            attachments=self.attachments,
+        )
         self.throttle = LoginThrottle(self.db)
         self.allowed_hosts = settings["allowed_hosts"]
-        self.in_flight = set()  # handlers between prepare() and finish(), for a graceful stop
+        self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
         self.draining = False
         self.websockets = set()
         bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
@@ -66,6 +119,7 @@ class Application(tornado.web.Application):
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
+        files = dict(attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -76,6 +130,14 @@ class Application(tornado.web.Application):
             url(r"/story/([0-9]{1,10})/", stories.StorySlashHandler, name="story_slash"),
             url(r"/story/([0-9]{1,10})/edit", stories.StoryEditHandler, story, name="story_edit"),
             url(r"/story/([0-9]{1,10})/delete", stories.StoryDeleteHandler, story, name="story_delete"),
+            # attachments: streamed upload (owner only), download
+            url(
+                r"/story/([0-9]{1,10})/attachments",
+                uploads.UploadHandler,
+                dict(story, attachments=self.attachments),
+                name="story_attachments",
+            ),
+            url(r"/attachments/([0-9]{1,10})", uploads.AttachmentHandler, files, name="attachment"),
             # accounts
             url(r"/register", auth.RegisterHandler, acct, name="register"),
             url(r"/login", auth.LoginHandler, dict(acct, throttle=self.throttle), name="login"),
@@ -109,13 +171,30 @@ class Application(tornado.web.Application):
                 return self.get_handler_delegate(request, base.BadHostHandler)
         return super().find_handler(request, **kwargs)
 
+    def get_handler_delegate(self, request, target_class, *args, **kwargs):
+        inner = super().get_handler_delegate(request, target_class, *args, **kwargs)
+        streams = getattr(target_class, "_stream_request_body", False)  # set by @stream_request_body
+        return RequestTracker(self, request, inner, streams)
+
+    def log_request(self, handler):
+        # Called once per answered request (RequestHandler.finish): it is no longer in flight.
+        self.in_flight.discard(handler.request)
+        super().log_request(handler)
+
     async def housekeeping(self):
-        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions and old failures."""
+        """Hourly (server.py runs it with a PeriodicCallback): drop expired sessions, old failures,
+        and upload files a crash left behind."""
         try:
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
+            await self.users.delete_old_registration_ips()
+            swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then
+        if any(swept):
+            logging.getLogger("storyhouse").info(
+                "housekeeping: %d temporary upload files and %d files without a row removed", *swept
+            )
         if sessions or failures:
             logging.getLogger("storyhouse").info(
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
@@ -132,3 +211,4 @@ class Application(tornado.web.Application):
         self.health.close()
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
+        self.attachments.close()

@@ -32,6 +32,12 @@ define(
     default=[],
     help="comma-separated Host names the site answers to (empty = any, for development)",
 )
+define(
+    "max_connections",
+    type=int,
+    default=0,
+    help="open connections (HTTP and WebSocket) per process; 0 = the open-files limit minus 100",
+)
 define("shutdown_timeout", type=float, default=10.0, help="seconds to wait for in-flight requests on SIGTERM")
 
 define("mysql_host", type=str, default="127.0.0.1", help="MySQL/MariaDB host")
@@ -144,6 +150,8 @@ def settings(**overrides):
         websocket_ping_timeout=30,
         session_days=30,
         registrations_per_ip_hour=20,
+        stories_per_hour=30,
+        page_cache_seconds=5.0,  # how long another machine may show a stale index (no shared version)
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

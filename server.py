@@ -8,6 +8,7 @@ import ctypes
 import errno
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -21,21 +22,128 @@ from tornado.httpserver import HTTPServer
 from tornado.options import options
 
 import config
-from models import migrate
+from models import cache, migrate
 from models.db import CannotConnect
 
 log = logging.getLogger("storyhouse")
 PR_SET_PDEATHSIG = 1
 
 
-def make_http_server(app, xheaders=False):
+FD_RESERVE = 100  # descriptors kept for the database pool, Redis, uploads and logs
+OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def raise_open_files_limit():
+    """Raise the soft open-files limit to the hard one (often 1024 → 500,000+): every connection
+    holds a descriptor. Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    except (ValueError, OSError):
+        return soft
+
+
+class GuardedHTTPServer(HTTPServer):
+    """Tornado's HTTPServer, kept steady when descriptors run short.
+
+    - At most `max_connections` open connections (HTTP ones plus WebSockets, which leave the
+      HTTP server's count when they upgrade): past it, a new connection is closed at once.
+    - accept() failing with EMFILE (descriptors taken by something else) leaves the listening
+      socket readable, so Tornado's accept handler would be called again at once, forever, with
+      a traceback each time. Here accepting pauses for a moment instead, with one log line.
+    """
+
+    PAUSE_SECONDS = 0.5
+
+    def initialize(self, *args, max_connections=10000, **kwargs):
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self._last_warning = {}
+
+    def warn_now_and_then(self, kind, message, *args):
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -3600) >= 60:
+            self._last_warning[kind] = now
+            log.warning(message, *args)
+
+    def open_connections(self):
+        return len(self._connections) + len(getattr(self.request_callback, "websockets", ()))
+
+    def handle_stream(self, stream, address):
+        if self.open_connections() >= self.max_connections:
+            self.warn_now_and_then(
+                "full", "%d connections open (--max_connections): closing new ones", self.max_connections
+            )
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+    def add_sockets(self, sockets):
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = self._accept_on(sock)
+
+    def _accept_on(self, sock):
+        """tornado.netutil.add_accept_handler, pausing on EMFILE. Returns the remover stop() calls."""
+        loop = tornado.ioloop.IOLoop.current()
+        state = {"listening": True, "removed": False}
+
+        def resume():
+            if not state["removed"]:
+                state["listening"] = True
+                loop.add_handler(sock, accept, loop.READ)
+
+        def accept(fd, events):
+            for _ in range(128):  # as Tornado does: a bounded batch, then other work gets a turn
+                if state["removed"]:
+                    return
+                try:
+                    connection, address = sock.accept()
+                except BlockingIOError:
+                    return
+                except ConnectionAbortedError:
+                    continue
+                except OSError as e:
+                    if e.errno not in OUT_OF_FDS:
+                        raise
+                    self.warn_now_and_then(
+                        "fds",
+                        "cannot accept connections (%s): pausing; raise the open-files limit"
+                        " or lower --max_connections",
+                        os.strerror(e.errno),
+                    )
+                    state["listening"] = False
+                    loop.remove_handler(sock)
+                    loop.call_later(self.PAUSE_SECONDS, resume)
+                    return
+                self._handle_connection(connection, address)
+
+        def remove():
+            state["removed"] = True
+            if state["listening"]:
+                loop.remove_handler(sock)
+
+        loop.add_handler(sock, accept, loop.READ)
+        return remove
+
+
+def make_http_server(app, xheaders=False, max_connections=None):
     """The HTTP server with a small body limit (the upload route raises its own in prepare)."""
-    return HTTPServer(
+    if not max_connections:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        max_connections = max(16, (1 << 20 if soft == resource.RLIM_INFINITY else soft) - FD_RESERVE)
+    return GuardedHTTPServer(
         app,
         xheaders=xheaders,
         max_body_size=config.MAX_BODY_BYTES,
         idle_connection_timeout=60,
         body_timeout=60,
+        max_connections=max_connections,
     )
 
 
@@ -157,7 +265,7 @@ async def serve(reuse_port):
     from application import Application  # imported after the fork: nothing loop-bound before it
 
     app = Application()
-    server = make_http_server(app, xheaders=options.xheaders)
+    server = make_http_server(app, xheaders=options.xheaders, max_connections=options.max_connections)
     sockets = tornado.netutil.bind_sockets(options.port, options.address or None, reuse_port=reuse_port)
     server.add_sockets(sockets)
     await app.chat.start()  # the chat's bus (Redis reconnects in the background) and pinger
@@ -216,6 +324,7 @@ def main():
             "process sees every message",
             options.processes,
         )
+    raise_open_files_limit()
     prepare_database()
     secret = config.load_cookie_secret()
     options.cookie_secret = secret  # every forked process shares it
@@ -231,6 +340,7 @@ def main():
             before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals),
             after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals),
         )
+        cache.share_across_forks()  # one version counter for every child's page cache
         tornado.process.fork_processes(options.processes)  # the parent waits in here, then exits
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         die_with_parent(parent)

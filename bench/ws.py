@@ -248,8 +248,9 @@ def worker(pipe, port, cookies, concurrency, bare):
             except ConnectionError:
                 data = b""
             if not data:  # refused under load (a full accept queue): that one tries again
-                if c.stage == "open" or retries >= 1000:
-                    pipe.send(("error", "a connection closed while connecting: %r" % c.buf[:200]))
+                if c.stage == "open" or retries >= n:
+                    why = "an open connection closed" if c.stage == "open" else "too many refused handshakes"
+                    pipe.send(("error", why))
                     return
                 retries += 1
                 sel.unregister(c.sock)
@@ -262,6 +263,8 @@ def worker(pipe, port, cookies, concurrency, bare):
                 if PING in data:
                     pong(c.sock)
                 continue
+            if PING in data:
+                pong(c.sock)
             c.buf += data
             if c.stage == "handshake" and b"\r\n\r\n" in c.buf:
                 if not c.buf.startswith(b"HTTP/1.1 101"):
@@ -348,7 +351,7 @@ def start_server(kind, port, args):
             "--address=127.0.0.1",
             "--mysql_database=" + DATABASE,
             "--cookie_secret=" + SECRET,
-            "--logging=warning",
+            "--logging=" + args.server_logging,
             "--processes=%d" % args.processes,
         ]
         if args.redis_url:
@@ -463,9 +466,10 @@ def main():
     )
     parser.add_argument("--counts", default="1000,5000,10000")
     parser.add_argument("--workers", type=int, default=4, help="client processes")
-    parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight per worker")
+    parser.add_argument("--concurrency", type=int, default=25, help="handshakes in flight per worker")
     parser.add_argument("--processes", type=int, default=1, help="Storyhouse server processes")
     parser.add_argument("--redis_url", default="")
+    parser.add_argument("--server_logging", default="warning", help="the servers' --logging")
     parser.add_argument("--only", choices=["storyhouse", "bare"], default=None)
     parser.add_argument("--bare-server", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -21,6 +21,7 @@ CONNECTION_ERRORS = {1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
 
 ACCESS_DENIED = {1044, 1045, 1698}
 DUPLICATE_KEY = 1062
+STATEMENT_TIMEOUT = 1969  # MariaDB: "Query execution was interrupted (max_statement_time exceeded)"
 
 
 class DatabaseUnavailable(HTTPError):
@@ -28,6 +29,18 @@ class DatabaseUnavailable(HTTPError):
 
     def __init__(self, reason="database unavailable"):
         super().__init__(503, reason)
+
+
+class QueryTimeout(DatabaseUnavailable):
+    """One query ran past its bound. A 503 for this request only: the database is not down."""
+
+    def __init__(self):
+        super().__init__("query timed out")
+
+
+class StatementTimeout(pymysql.err.DatabaseError):
+    """MariaDB stopped a statement at max_statement_time. Not an OperationalError, so DBUtils
+    does not take it for a lost connection and run the statement a second time."""
 
 
 class DuplicateKey(Exception):
@@ -59,6 +72,14 @@ class _Connection(pymysql.connections.Connection):
         finally:
             self._read_timeout = read_timeout  # the next read restores the socket timeout
 
+    def query(self, sql, unbuffered=False):
+        try:
+            return super().query(sql, unbuffered)
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] == STATEMENT_TIMEOUT:
+                raise StatementTimeout(*e.args) from None
+            raise
+
 
 def connect(**kwargs):
     return _Connection(**kwargs)
@@ -67,8 +88,15 @@ def connect(**kwargs):
 connect.dbapi = pymysql  # DBUtils reads the exception classes and threadsafety from here
 
 
-def connect_args(host, port, user, password, database=None, connect_timeout=2, read_timeout=30):
+def connect_args(
+    host, port, user, password, database=None, connect_timeout=2, read_timeout=30, statement_timeout=None
+):
     # pymysql waits forever by default: bound the connect and every read/write.
+    init = "SET time_zone = '+00:00'"  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
+    if statement_timeout:
+        # The server itself stops any statement of this session that runs longer (MariaDB), so a
+        # slow query frees its connection instead of running on after the page has given up.
+        init += ", max_statement_time = %.3f" % float(statement_timeout)
     return dict(
         host=host,
         port=port,
@@ -81,8 +109,8 @@ def connect_args(host, port, user, password, database=None, connect_timeout=2, r
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         write_timeout=read_timeout,
-        init_command="SET time_zone = '+00:00'",
-    )  # NOW() and DEFAULT CURRENT_TIMESTAMP in UTC
+        init_command=init,
+    )
 
 
 def open_connection(host, port, user, password, database=None, **timeouts):
@@ -122,7 +150,10 @@ class Database:
             blocking=True,
             ping=0,
             reset=False,
-            **connect_args(host, port, user, password, database),
+            # The server bound sits a little under the page's, so MariaDB is the one that stops.
+            **connect_args(
+                host, port, user, password, database, statement_timeout=max(0.5, query_timeout - 0.5)
+            ),
         )
         self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="mysql")
 
@@ -140,12 +171,14 @@ class Database:
             # pymysql's read timeout (30 s) frees a stuck thread; a page waits at most this long.
             return await asyncio.wait_for(future, self.query_timeout)
         except TimeoutError:
-            self._down_until = time.monotonic() + self.fail_fast_seconds
-            raise DatabaseUnavailable("query timed out") from None
+            # One slow query is not an outage: only this request fails (no fail-fast for others).
+            raise QueryTimeout() from None
         except pymysql.err.IntegrityError as e:
             if e.args and e.args[0] == DUPLICATE_KEY:
                 raise DuplicateKey(e.args[-1]) from e
             raise
+        except StatementTimeout:
+            raise QueryTimeout() from None
         except pymysql.err.MySQLError as e:
             if is_connection_error(e):
                 self._down_until = time.monotonic() + self.fail_fast_seconds

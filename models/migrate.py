@@ -8,6 +8,7 @@ import logging
 import os
 import re
 
+from models import search
 from models.db import open_connection
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -81,8 +82,23 @@ def migrate(host, port, user, password, database):
                     )
                     log.info("applied migration %s", name)
                     applied.append(version)
+                backfill_search(cur)
             finally:
                 cur.execute("SELECT RELEASE_LOCK(%s)", ("storyhouse_migrate_" + database,))
     finally:
         con.close()
     return applied
+
+
+def backfill_search(cur, batch=200):
+    """Fill search_text for stories saved before the search index existed (migration 004)."""
+    while True:
+        cur.execute("SELECT id, title, body FROM stories WHERE search_text IS NULL LIMIT %s", (batch,))
+        rows = cur.fetchall()
+        for row in rows:
+            cur.execute(
+                "UPDATE stories SET search_text = %s WHERE id = %s",
+                (search.document(row["title"], row["body"]), row["id"]),
+            )
+        if len(rows) < batch:
+            return

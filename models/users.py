@@ -7,20 +7,47 @@ class UsernameTaken(Exception):
     pass
 
 
+class TooManyRegistrations(Exception):
+    """The address has made its allowance of accounts this hour."""
+
+
 class Users:
     def __init__(self, db):
         self.db = db
 
-    async def create(self, username, password_hash, ip=""):
-        """Insert a member; returns the new id, or raises UsernameTaken (unique, case-insensitive)."""
-        try:
-            result = await self.db.execute(
+    async def create(self, username, password_hash, ip="", per_ip_hour=None):
+        """Insert a member; returns the new id. Raises UsernameTaken (unique, case-insensitive) or,
+        with per_ip_hour, TooManyRegistrations. The count and the insert are one transaction that
+        holds the address's row in registration_ips, so parallel requests cannot all pass."""
+        ip = ip[:45]
+
+        def insert(cur):
+            if per_ip_hour is not None:
+                cur.execute(
+                    "INSERT INTO registration_ips (ip) VALUES (%s) ON DUPLICATE KEY UPDATE last_at = NOW()",
+                    (ip,),
+                )
+                cur.execute(
+                    "SELECT COUNT(*) AS n FROM users"
+                    " WHERE created_ip = %s AND created_at > NOW() - INTERVAL 1 HOUR",
+                    (ip,),
+                )
+                if cur.fetchone()["n"] >= per_ip_hour:
+                    raise TooManyRegistrations()
+            cur.execute(
                 "INSERT INTO users (username, password_hash, created_ip) VALUES (%s, %s, %s)",
-                (username, password_hash, ip[:45]),
+                (username, password_hash, ip),
             )
+            return cur.lastrowid
+
+        try:
+            return await self.db.transaction(insert)
         except DuplicateKey:
             raise UsernameTaken(username) from None
-        return result.lastrowid
+
+    async def delete_old_registration_ips(self):
+        result = await self.db.execute("DELETE FROM registration_ips WHERE last_at < NOW() - INTERVAL 1 HOUR")
+        return result.rowcount
 
     async def registered_from(self, ip, minutes=60):
         """How many accounts this IP registered in the last `minutes`."""

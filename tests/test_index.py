@@ -9,6 +9,7 @@ import pymysql
 import pytest
 
 from models import markdown
+from models import search as search_terms
 from models.db import connect_args
 from tests.helpers import set_cookie
 
@@ -34,9 +35,16 @@ def add_stories(db_settings, stories, username="writer"):
             for title, body in stories:
                 body_html = markdown.render(body)
                 cur.execute(
-                    "INSERT INTO stories (user_id, title, body, body_html, excerpt)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    (user_id, title, body, body_html, markdown.excerpt(body_html)),
+                    "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        user_id,
+                        title,
+                        body,
+                        body_html,
+                        markdown.excerpt(body_html),
+                        search_terms.document(title, body),
+                    ),
                 )
                 ids.append(cur.lastrowid)
             return ids
@@ -193,19 +201,21 @@ async def test_search_matches_title_or_body(client, db_settings):
 @pytest.mark.parametrize(
     "q,matching,not_matching",
     [
-        ("50%", "Only 50% done", "Only 500 done"),
-        ("%", "100% sure", "No percent here"),
+        # Punctuation separates words and is never a wildcard or a FULLTEXT operator.
+        ("50%", "Only 50% done", "Only 40% done"),
         ("a_c", "the a_c file", "the abc file"),
-        ("_", "snake_case", "plain"),
-        ("\\", "back\\slash", "backslash"),
-        ("k\\s", "back\\slash", "backs"),
-        ("\\%", "odd \\% pair", "odd % pair"),
-        ("'", "it's", "its"),
-        ('"', 'say "hi"', "say hi"),
+        ("it's", "it's here", "its here"),
+        ('say "hi"', 'say "hi" twice', "say hello"),
+        ("+cat -dog", "cat and dog", "just a cat"),
+        ("back\\slash", "back\\slash", "backslash"),
+        ("(x) <y> ~z @w", "x y z w", "x y z"),
+        # The last word is a prefix (searching while typing); earlier words are whole words.
+        ("light", "lighthouse", "slight"),
+        ("night light", "night lighthouse", "nightly lighthouse"),
     ],
 )
 @pytest.mark.gen_test
-async def test_search_wildcards_match_literally(client, db_settings, q, matching, not_matching):
+async def test_search_words_not_patterns(client, db_settings, q, matching, not_matching):
     # One story carries the text in its title, one in its body; the decoy must match neither way.
     [t_id, b_id, _, _] = add_stories(
         db_settings,
@@ -216,8 +226,18 @@ async def test_search_wildcards_match_literally(client, db_settings, q, matching
             ("title", "In the body: " + not_matching),
         ],
     )
-    page = text(await client.get(search(q)))
-    assert sorted(card_ids(page)) == sorted([t_id, b_id])
+    r = await client.get(search(q))
+    assert r.code == 200
+    assert sorted(card_ids(text(r))) == sorted([t_id, b_id])
+
+
+@pytest.mark.parametrize("q", ["%", "_", "'", '"', "\\", "+-*~<>()@", "--", ";"])
+@pytest.mark.gen_test
+async def test_search_for_punctuation_alone_finds_nothing(client, db_settings, q):
+    add_stories(db_settings, [("100% sure", "snake_case it's \\ -- ;")])
+    r = await client.get(search(q))
+    assert r.code == 200
+    assert card_ids(text(r)) == []
 
 
 @pytest.mark.gen_test
@@ -236,6 +256,24 @@ async def test_search_is_case_insensitive_and_finds_unicode(client, db_settings)
     assert card_ids(text(await client.get(search("DRAGON")))) == [first]
     assert card_ids(text(await client.get(search("😀")))) == [second]
     assert card_ids(text(await client.get(search("龍")))) == [second]
+    assert card_ids(text(await client.get(search("ＤＲＡＧＯＮ")))) == [first]  # full-width letters
+
+
+@pytest.mark.gen_test
+async def test_search_finds_chinese_words_inside_sentences(client, db_settings):
+    [zh, mixed, _] = add_stories(
+        db_settings,
+        [
+            ("学习笔记", "我每天学中文和写故事。"),
+            ("Notes", "Tornado 是一个异步网络框架"),
+            ("其他", "中国的文字很美"),
+        ],
+    )
+    assert card_ids(text(await client.get(search("中文")))) == [zh]  # not 中国…文字
+    assert card_ids(text(await client.get(search("写故事")))) == [zh]
+    assert card_ids(text(await client.get(search("网络框架")))) == [mixed]
+    assert card_ids(text(await client.get(search("tornado 异步")))) == [mixed]
+    assert sorted(card_ids(text(await client.get(search("文"))))) == sorted([zh, _])
 
 
 @pytest.mark.gen_test

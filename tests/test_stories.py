@@ -320,7 +320,9 @@ async def test_raw_html_is_escaped_not_stripped(client):
     assert "&lt;img src=x onerror=alert(2)&gt;" in rendered
     assert "&lt;div&gt;block&lt;/div&gt;" in rendered
     assert "<h1>&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt;</h1>" in page
-    assert "<script" not in page.lower()
+    # no script but the site's own files from static/ (the owner's upload form has one)
+    for tag in re.findall(r"<script[^>]*>", page.lower()):
+        assert re.fullmatch(r'<script src="/static/js/[\w.]+\?v=\w+" defer>', tag), tag
     assert "<b>" not in page and "<img" not in page and "<div>" not in page
 
 
@@ -586,9 +588,9 @@ async def test_ids_of_any_length_are_a_404_not_a_500(client, path):
 
 @pytest.mark.gen_test
 async def test_a_body_that_expands_past_1_mb_is_refused_with_its_message(client, db_settings):
-    """98 KB of reference links would render to 32 MB of HTML: more than the column holds."""
+    """4 KB of reference links would render to 1.2 MB of HTML: more than a story may weigh."""
     await client.register("alice")
-    body = "[x]: http://e.com/" + "a" * 2000 + "\n\n" + "[a][x]" * 16000
+    body = "[x]: http://e.com/" + "a" * 2000 + "\n\n" + "[a][x]" * 600  # under 5,000 brackets
     assert len(body.encode()) < 100 * 1024
     r = await client.post("/story/new", {"title": "Links", "body": body})
     assert r.code == 400

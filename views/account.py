@@ -18,6 +18,8 @@ class AccountPageMixin:
     async def show(self, values=None, errors=None, status=200):
         sessions = await self.application.sessions.list_for(self.current_user["id"])
         self.set_status(status)
+        # Sessions, IPs and devices: never kept by a shared cache or the back button's disk cache.
+        self.set_header("Cache-Control", "no-store")
         self.render("account.html", sessions=sessions, values=values or {}, field_errors=errors or {})
 
 

@@ -1,6 +1,6 @@
 """Register, log in, log out."""
 
-from models.users import UsernameTaken
+from models.users import TooManyRegistrations, UsernameTaken
 from views.base import SESSION_COOKIE, BaseHandler
 from views.forms import MESSAGES, registration_errors
 
@@ -25,22 +25,29 @@ class RegisterHandler(BaseHandler):
             return self.render_form("register.html", values, errors)
         ip = self.request.remote_ip
         limit = self.settings["registrations_per_ip_hour"]
-        # Checked before hashing: every registration costs an argon2 hash.
+        # Checked before hashing too (every registration costs an argon2 hash); the insert checks
+        # again, atomically, for requests that arrive together.
         if await self.users.registered_from(ip) >= limit:
-            self.set_header("Retry-After", "3600")
-            errors["form"] = "Too many accounts were made from your address. Try again in an hour."
-            return self.render_form("register.html", values, errors, status=429)
+            return self.too_many(values)
         if await self.users.by_username(username):
             errors["username"] = MESSAGES["username_taken"]
             return self.render_form("register.html", values, errors)
         try:
-            user_id = await self.users.create(username, await self.passwords.hash(password), ip)
+            password_hash = await self.passwords.hash(password)
+            user_id = await self.users.create(username, password_hash, ip, per_ip_hour=limit)
+        except TooManyRegistrations:
+            return self.too_many(values)
         except UsernameTaken:  # taken between the check and the insert
             errors["username"] = MESSAGES["username_taken"]
             return self.render_form("register.html", values, errors)
         await self.log_in(user_id)
         self.set_flash("Welcome, %s! Your account is ready." % username)
         self.redirect(self.reverse_url("index"))
+
+    def too_many(self, values):
+        self.set_header("Retry-After", "3600")
+        errors = {"form": "Too many accounts were made from your address. Try again in an hour."}
+        self.render_form("register.html", values, errors, status=429)
 
 
 class LoginHandler(BaseHandler):

@@ -49,6 +49,18 @@ def is_local_path(target):
     return not parts.scheme and not parts.netloc
 
 
+def loggable_path(request, limit=200):
+    """The path for a log line: cut, so a 60 KB path does not fill the log."""
+    path = request.path
+    return path if len(path) <= limit else path[:limit] + "…[%d chars]" % len(path)
+
+
+def refuse_oversized_body(handler):
+    """413 for a body that application.RequestTracker dropped for being over the limit."""
+    if getattr(handler.request, "body_too_large", False):
+        raise tornado.web.HTTPError(413, "request body over the limit")
+
+
 class SessionMixin:
     """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
 
@@ -119,6 +131,13 @@ class PageMixin:
 
     # --- errors ---------------------------------------------------------------------------
 
+    too_large_message = ERROR_MESSAGES[413]  # a form's handler says what is too large
+
+    def check_xsrf_cookie(self):
+        # Tornado checks XSRF before prepare(): a dropped body has no _xsrf, and deserves the 413.
+        refuse_oversized_body(self)
+        super().check_xsrf_cookie()
+
     def decode_argument(self, value, name=None):
         # Tornado's own error quotes the undecodable bytes, which then reach the log: a password
         # with one bad byte would be written out. Name the argument, never its value.
@@ -129,7 +148,7 @@ class PageMixin:
 
     def log_exception(self, typ, value, tb):
         # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
-        summary = "%s %s (%s)" % (self.request.method, self.request.path, self.request.remote_ip)
+        summary = "%s %s (%s)" % (self.request.method, loggable_path(self.request), self.request.remote_ip)
         if isinstance(value, tornado.web.HTTPError):
             if value.log_message:
                 message = value.log_message % value.args if value.args else value.log_message
@@ -141,6 +160,8 @@ class PageMixin:
         # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
         exc = kwargs.get("exc_info")
         message = ERROR_MESSAGES.get(status_code, self._reason)
+        if status_code == 413:
+            message = self.too_large_message
         error = str(exc[1]).lower() if exc else ""
         if status_code == 403 and ("xsrf" in error or "origin" in error):
             message = "This form has expired or came from another site. Reload the page and try again."
@@ -165,7 +186,7 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
     needs_session = True  # False where a page never shows who is logged in (no query at all)
 
     async def prepare(self):
-        self.application.in_flight.add(self)
+        refuse_oversized_body(self)
         if self.needs_session:
             self.current_user = await self.load_session()
         message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1, min_version=2)
@@ -173,8 +194,18 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
             self.flash = message.decode()
             self.clear_cookie(FLASH_COOKIE)
 
-    def on_finish(self):
-        self.application.in_flight.discard(self)
+    def compute_etag(self):
+        # Pages carry a fresh masked XSRF token each time, so a body hash never matches: hashing
+        # every page would be work for nothing. Handlers with stable bodies set their own ETag.
+        return None
+
+    async def head(self, *args, **kwargs):
+        # HEAD wherever GET works: the same handler, and Tornado sends the headers without a body.
+        if type(self).get is tornado.web.RequestHandler.get:
+            raise tornado.web.HTTPError(405)
+        result = self.get(*args, **kwargs)
+        if result is not None:
+            await result
 
     # --- helpers for handlers -------------------------------------------------------------
 
@@ -240,3 +271,9 @@ class BadHostHandler(BaseHandler):
 
 class StaticFileHandler(PageMixin, tornado.web.StaticFileHandler):
     """Static files with the security headers, and the site's 404 page for a missing one."""
+
+    def parse_url_path(self, url_path):
+        # A NUL (from %00) would reach os.stat and raise ValueError: a 500 with a traceback.
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(400, reason="Invalid path")
+        return super().parse_url_path(url_path)

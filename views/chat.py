@@ -103,14 +103,17 @@ class Room:
     # timeout: with 10,000 sockets, Tornado's per-connection ping would be 10,000 sleeping tasks.
 
     def _ping_all(self):
+        now = time.monotonic()
         for sock in tuple(self.sockets):
-            sock.awaiting_pong = True
+            sock.pinged_at = now
             sock.send_encoded(PING)
-        tornado.ioloop.IOLoop.current().call_later(self.ping_timeout, self._drop_silent)
+        tornado.ioloop.IOLoop.current().call_later(self.ping_timeout, self._drop_silent, now)
 
-    def _drop_silent(self):
+    def _drop_silent(self, pinged_at):
+        # Pinged in that round (or since) and silent since that round: gone. (A later round
+        # overlapping this check does not count against a socket that answered this one.)
         for sock in tuple(self.sockets):
-            if sock.awaiting_pong:
+            if sock.last_pong < pinged_at <= sock.pinged_at:
                 sock.drop("no pong")
 
     # --- history --------------------------------------------------------------------------
@@ -260,14 +263,15 @@ class ChatSocketHandler(SessionMixin, tornado.websocket.WebSocketHandler):
         self.token = None
         self.tokens = float(BURST)
         self.refilled = time.monotonic()
-        self.awaiting_pong = False
+        self.pinged_at = 0.0
+        self.last_pong = 0.0
 
     @property
     def ping_interval(self):
         return 0  # the Room pings all sockets with one timer (websocket_ping_interval/_timeout)
 
     def on_pong(self, data):
-        self.awaiting_pong = False
+        self.last_pong = time.monotonic()
 
     async def get(self, *args, **kwargs):
         try:

@@ -23,6 +23,10 @@ MESSAGES = {
     "body_empty": "Write your story.",
     "body_long": "Keep the story under 100 KB.",
     "body_expands": "Formatted, this story grows past 1 MB: use fewer repeated links or images.",
+    "body_markup": "This story has too much formatting to show quickly: use at most 5,000 of * _ [ ] < ~.",
+    "stories_per_hour": "You have published %(limit)d stories in the last hour."
+    " Try again in %(minutes)d min.",
+    "form_too_large": "This form is over 1 MB, so it was not sent. Keep the story under 100 KB.",
 }
 
 

@@ -1,8 +1,10 @@
 """A story's page, and new / edit / delete for its owner."""
 
+import math
+
 import tornado.web
 
-from models.stories import TooLarge
+from models.stories import AlreadyPublished, TooLarge, TooManyStories, TooMuchMarkup
 from views.base import BaseHandler
 from views.forms import MESSAGES, story_errors
 
@@ -10,6 +12,8 @@ MAX_ID = 2**32 - 1  # INT UNSIGNED (the routes allow at most 10 digits)
 
 
 class StoryBaseHandler(BaseHandler):
+    too_large_message = MESSAGES["form_too_large"]
+
     def initialize(self, stories):
         self.stories = stories
 
@@ -33,11 +37,26 @@ class StoryBaseHandler(BaseHandler):
             user_id = self.current_user["id"]
             try:
                 if story is None:
-                    return await self.stories.create(user_id, title, body)
+                    return await self.stories.create(
+                        user_id, title, body, per_hour=self.settings["stories_per_hour"]
+                    )
                 await self.stories.update(story["id"], user_id, title, body)
                 return story["id"]
             except TooLarge:
                 errors = {"body": MESSAGES["body_expands"]}
+            except TooMuchMarkup:
+                errors = {"body": MESSAGES["body_markup"]}
+            except AlreadyPublished as e:  # a double submit: show the story the first one made
+                self.set_flash("This story was already published.")
+                self.redirect(self.reverse_url("story", e.story_id))
+                return None
+            except TooManyStories as e:
+                self.set_header("Retry-After", str(e.retry_after))
+                message = MESSAGES["stories_per_hour"] % {
+                    "limit": self.settings["stories_per_hour"],
+                    "minutes": math.ceil(e.retry_after / 60),
+                }
+                return self.render_form("story_form.html", values, {"body": message}, status=429, story=story)
         self.render_form("story_form.html", values, errors, story=story)
         return None
 
@@ -47,7 +66,8 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        self.render("story.html", story=story)
+        attachments = await self.application.attachments.for_story(story["id"])
+        self.render("story.html", story=story, attachments=attachments)
 
 
 class StorySlashHandler(BaseHandler):

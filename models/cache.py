@@ -1,0 +1,61 @@
+"""A short-lived cache for what the pages read most (the index's pages, a story), dropped by writes.
+
+Every write to stories bumps a version number; an entry is served only while the version it was
+made under is still current, and for at most `ttl` seconds. The version lives:
+- in this process, for one process (and the tests);
+- in shared memory made before the fork (`share_across_forks`), with `--processes=N`, so a write in
+  one process empties the cache of all of them at once: an author sees their story on the next
+  page whichever process answers it;
+- on several machines there is no shared version: `ttl` bounds how stale another machine can be.
+"""
+
+import collections
+import multiprocessing
+import time
+
+_shared = None  # a multiprocessing.Value when the server forks
+
+
+def share_across_forks():
+    """Call once before fork_processes: the children then share one version counter."""
+    global _shared
+    _shared = multiprocessing.Value("Q", 0)
+
+
+class Versioned:
+    def __init__(self, ttl=5.0, size=512):
+        self.ttl = ttl
+        self.size = size
+        self._local = 0
+        self._entries = collections.OrderedDict()  # key -> (version, expires, value), LRU order
+
+    def version(self):
+        return _shared.value if _shared is not None else self._local
+
+    def bump(self):
+        """Call after every committed write the cached data could show."""
+        if _shared is not None:
+            with _shared.get_lock():
+                _shared.value += 1
+        else:
+            self._local += 1
+        self._entries.clear()
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        version, expires, value = entry
+        if version != self.version() or time.monotonic() > expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key, value, version):
+        """Store value as read under `version` (taken before the read, so a write that lands
+        during the read makes it stale at once)."""
+        self._entries[key] = (version, time.monotonic() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)

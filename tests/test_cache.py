@@ -1,0 +1,82 @@
+"""The page cache (models/cache.py): writes empty it at once, in every forked process too; data
+changed behind the application's back shows after page_cache_seconds; the list query reads only
+the page it shows."""
+
+import time
+
+import pytest
+
+from models import stories as stories_model
+from tests import serverproc as sp
+from tests.helpers import query
+
+DB = sp.database_name("cache")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_process_database():
+    yield
+    sp.drop_databases(DB)
+
+
+@pytest.fixture
+def app_settings():
+    return {"page_cache_seconds": 0.5}
+
+
+@pytest.mark.gen_test
+async def test_every_write_shows_on_the_next_page(client):
+    await client.register("alice")
+    assert b"First title" not in (await client.get("/")).body
+    story_id = await client.new_story("First title", "Body")
+    assert b"First title" in (await client.get("/")).body
+    await client.post("/story/%d/edit" % story_id, {"title": "Second title", "body": "Body"})
+    page = (await client.get("/")).body
+    assert b"Second title" in page and b"First title" not in page
+    assert b"Second title" in (await client.get("/story/%d" % story_id)).body
+    await client.post("/story/%d/delete" % story_id)
+    assert b"Second title" not in (await client.get("/")).body
+    assert (await client.get("/story/%d" % story_id)).code == 404
+
+
+@pytest.mark.gen_test
+async def test_changes_behind_the_apps_back_show_after_the_ttl(client, db_settings):
+    await client.register("alice")
+    story_id = await client.new_story("Before", "Body")
+    assert b"Before" in (await client.get("/")).body
+    query(db_settings, "UPDATE stories SET title = 'After' WHERE id = %s", (story_id,))
+    assert b"Before" in (await client.get("/")).body  # cached
+    time.sleep(0.6)
+    assert b"After" in (await client.get("/")).body
+
+
+def test_a_write_in_one_process_empties_the_cache_of_the_other():
+    with sp.running_server(DB, extra=["--processes=2"]) as (server, port):
+        browser = sp.Browser(port)
+        browser.get("/register")
+        browser.post(
+            "/register", {"username": "forker", "password": "correct horse", "confirm": "correct horse"}
+        )
+        for _ in range(40):  # new connections land on both processes and fill both caches
+            r = sp.get(port, "/")
+            assert r.status == 200
+        for i in range(5):
+            title = "Fresh story %d" % i
+            r = browser.post("/story/new", {"title": title, "body": "Body %d" % i})
+            assert r.status == 302
+            for _ in range(10):
+                assert title in sp.get(port, "/").body.decode(), "a process served a stale index"
+        pids = {p for p in server.children()}
+        assert len(pids) == 2
+
+
+def test_the_list_query_reads_the_page_not_the_table(db_settings):
+    # EXPLAIN: stories first by primary key (LIMIT stops after the page), users by primary key;
+    # no temporary table, no sort of every story.
+    plan = query(
+        db_settings,
+        "EXPLAIN " + stories_model._LIST_COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s",
+        (21, 980),
+    )
+    assert [(row["table"], row["key"]) for row in plan] == [("s", "PRIMARY"), ("u", "PRIMARY")]
+    assert not any("filesort" in (row["Extra"] or "") or "temporary" in (row["Extra"] or "") for row in plan)
