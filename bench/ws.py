@@ -278,8 +278,17 @@ def worker(pipe, port, cookies, concurrency, bare):
                 in_flight -= 1
     pipe.send(("connected", time.monotonic() - t0, retries))
 
+    def wait_for_coordinator():
+        # Other workers may still be connecting: keep answering pings, or the server drops us.
+        while not pipe.poll(0.05):
+            for key, _ in sel.select(0.05):
+                data = key.data.sock.recv(262144)
+                if data and PING in data:
+                    pong(key.data.sock)
+        return pipe.recv()
+
     while True:
-        tag = pipe.recv()
+        tag = wait_for_coordinator()
         if tag == "stop":
             break
         tag = tag.encode()
