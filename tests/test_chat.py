@@ -551,3 +551,11 @@ async def test_redis_stopped_and_started_again(chat_db):
                 ws.close()
     finally:
         stop_redis(redis)
+
+
+def test_several_processes_without_redis_warn_once(chat_db):
+    with sp.running_server(chat_db, extra=["--processes=2"]) as (server, _):
+        assert server.stderr.count("chat uses an in-process bus") == 1, server.stderr
+    redis = ["--redis_url=" + REDIS_URL, "--chat_redis_prefix=" + unique_prefix()]
+    with sp.running_server(chat_db, extra=["--processes=2"] + redis) as (server, _):
+        assert "in-process bus" not in server.stderr
