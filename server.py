@@ -318,17 +318,17 @@ def main():
         fail("cannot read the options: %s" % e)
     if options.debug and options.processes != 1:
         fail("--debug reloads code in one process only: use it with --processes=1.")
+    raise_open_files_limit()
+    prepare_database()
+    secret = config.load_cookie_secret()
+    options.cookie_secret = secret  # every forked process shares it
+    port_lock = claim_port()  # held (and inherited by the children) for the server's life
     if not options.redis_url and options.processes != 1:  # once, before the fork
         log.warning(
             "chat uses an in-process bus: with --processes=%d, set --redis_url so every "
             "process sees every message",
             options.processes,
         )
-    raise_open_files_limit()
-    prepare_database()
-    secret = config.load_cookie_secret()
-    options.cookie_secret = secret  # every forked process shares it
-    port_lock = claim_port()  # held (and inherited by the children) for the server's life
     multi = options.processes != 1
     if multi:
         Signals.forking_parent = parent = os.getpid()
