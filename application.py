@@ -14,11 +14,13 @@ from models.cache import Versioned
 from models.chat import ChatMessages
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
+from models.previews import LinkPreviews
 from models.sessions import Sessions
 from models.stories import Stories
 from models.throttle import LoginThrottle
+from models.tokens import ApiTokens
 from models.users import Users
-from views import account, auth, base, chat, health, index, modules, stories, uploads
+from views import account, api, auth, base, chat, feed, health, index, modules, stories, tokens, uploads
 
 access_log = logging.getLogger("tornado.access")
 
@@ -104,6 +106,13 @@ class Application(tornado.web.Application):
             attachments=self.attachments,
         )
         self.throttle = LoginThrottle(self.db)
+        self.tokens = ApiTokens(self.db)
+        self.previews = LinkPreviews(
+            self.db,
+            enabled=settings["link_previews"],
+            allow_private=settings["link_preview_allow_private"],
+            **settings.get("link_preview_test_options", {}),  # tests: an exempt loopback upstream
+        )
         self.allowed_hosts = settings["allowed_hosts"]
         self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
         self.draining = False
@@ -120,6 +129,7 @@ class Application(tornado.web.Application):
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
         files = dict(attachments=self.attachments)
+        api_story = dict(story, previews=self.previews, attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
@@ -150,6 +160,16 @@ class Application(tornado.web.Application):
                 name="account_password",
             ),
             url(r"/account/sessions/revoke", account.SessionRevokeHandler, name="account_revoke"),
+            url(r"/account/tokens", tokens.TokenCreateHandler, acct, name="account_tokens"),
+            url(r"/account/tokens/revoke", tokens.TokenRevokeHandler, name="account_token_revoke"),
+            # JSON API (views/api.py); every other /api/ path answers a JSON 404
+            url(r"/api/stories", api.StoriesApiHandler, api_story, name="api_stories"),
+            url(r"/api/stories/([0-9]{1,10})", api.StoryApiHandler, api_story, name="api_story"),
+            url(r"/api/me", api.MeHandler, name="api_me"),
+            url(r"/api/openapi.json", api.OpenApiHandler, name="api_openapi"),
+            url(r"/api(?:/.*)?", api.ApiNotFoundHandler, name="api_not_found"),
+            # feeds
+            url(r"/feed\.atom", feed.FeedHandler, story, name="feed"),
             # chat
             url(r"/chat", chat.ChatPageHandler, name="chat"),
             url(r"/chat/ws", chat.ChatSocketHandler, dict(room=self.chat), name="chat_ws"),
@@ -212,3 +232,4 @@ class Application(tornado.web.Application):
         self.passwords.close()
         self.render_executor.shutdown(wait=False, cancel_futures=True)
         self.attachments.close()
+        self.previews.close()

@@ -63,6 +63,13 @@ define(
     "upload_dir", type=str, default="uploads", help="where attachments are stored (relative to the project)"
 )
 define("max_upload_mb", type=int, default=50, help="largest upload in MB")
+define("link_previews", type=bool, default=True, help="fetch preview cards for the links in stories")
+define(
+    "link_preview_allow_private",
+    type=bool,
+    default=False,
+    help="let link previews reach loopback/private addresses (tests only: this opens SSRF)",
+)
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
 define("chat_redis_prefix", type=str, default="storyhouse", help="prefix of the chat's Redis channel, keys")
 define(
@@ -148,6 +155,8 @@ def settings(**overrides):
         websocket_max_message_size=64 * 1024,  # a bigger frame closes the socket with 1009
         websocket_ping_interval=30,  # dead peers are dropped after a missed pong
         websocket_ping_timeout=30,
+        link_previews=options.link_previews,
+        link_preview_allow_private=options.link_preview_allow_private,
         session_days=30,
         registrations_per_ip_hour=20,
         stories_per_hour=30,

@@ -68,7 +68,9 @@ def app_settings():
 
 @pytest.fixture
 def app(clean_db, app_settings, io_loop):
-    settings = dict(cookie_secret="test-cookie-secret", argon2=CHEAP_ARGON2)
+    # link_previews off: stories in tests link to real hosts, and tests reach nothing but loopback
+    # (tests/test_previews.py turns them on against its own upstream).
+    settings = dict(cookie_secret="test-cookie-secret", argon2=CHEAP_ARGON2, link_previews=False)
     settings.update(app_settings)
     application = Application(db_settings=clean_db, pool_size=4, **settings)
     yield application

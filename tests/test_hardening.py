@@ -259,7 +259,7 @@ def test_sigterm_waits_for_a_request_whose_body_is_still_arriving():
         )
         s.sendall(form[:5])
         assert sp.wait_until(lambda: len(sp.tcp_sockets(port, "01") & sp.socket_inodes(server.pid)) >= 1, 5)
-        time.sleep(0.2)
+        time.sleep(1.0)  # the server has read the headers (slow on a busy machine)
         server.send(signal.SIGTERM)
         time.sleep(1.0)  # the server is draining; the rest of the body comes late
         s.sendall(form[5:])
@@ -365,9 +365,9 @@ async def test_a_body_too_slow_to_render_is_refused_quickly(client, db_settings)
 def test_the_markup_bound_keeps_renders_short():
     for pattern in ["*_", "a*b_", "[a](", "*a", "<", "~~a", "!["]:
         body = pattern * (markdown.MARKUP_MAX // max(1, sum(c in "*_[]<~" for c in pattern)))
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time of this thread: other programs' load does not count
         markdown.render(body)
-        assert time.perf_counter() - started < 0.3, pattern
+        assert time.thread_time() - started < 0.3, pattern
 
 
 # --- 9. smaller ----------------------------------------------------------------------------------

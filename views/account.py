@@ -15,12 +15,21 @@ class AccountPageMixin:
         self.passwords = passwords
         self.throttle = throttle
 
-    async def show(self, values=None, errors=None, status=200):
+    async def show(self, values=None, errors=None, status=200, new_token=None, new_token_name=None):
         sessions = await self.application.sessions.list_for(self.current_user["id"])
+        tokens = await self.application.tokens.list_for(self.current_user["id"])
         self.set_status(status)
-        # Sessions, IPs and devices: never kept by a shared cache or the back button's disk cache.
+        # Sessions, IPs, devices, a new token: never kept by a shared cache or the back button's disk cache.
         self.set_header("Cache-Control", "no-store")
-        self.render("account.html", sessions=sessions, values=values or {}, field_errors=errors or {})
+        self.render(
+            "account.html",
+            sessions=sessions,
+            tokens=tokens,
+            new_token=new_token,
+            new_token_name=new_token_name,
+            values=values or {},
+            field_errors=errors or {},
+        )
 
 
 class AccountHandler(AccountPageMixin, BaseHandler):

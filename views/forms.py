@@ -22,6 +22,9 @@ MESSAGES = {
     "title_long": "Keep the title to 200 characters.",
     "body_empty": "Write your story.",
     "body_long": "Keep the story under 100 KB.",
+    "search_long": "Search for at most %d characters.",
+    "token_name_empty": "Name the token (e.g. the script that uses it).",
+    "token_name_long": "Keep the name to 64 characters.",
     "body_expands": "Formatted, this story grows past 1 MB: use fewer repeated links or images.",
     "body_markup": "This story has too much formatting to show quickly: use at most 5,000 of * _ [ ] < ~.",
     "stories_per_hour": "You have published %(limit)d stories in the last hour."
@@ -50,6 +53,17 @@ def new_password_errors(password, confirm):
     return {}
 
 
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what get_argument turns into spaces
+
+
+def story_values(title, body):
+    """A story's title and body as saved, from a form or from JSON: control characters become
+    spaces (as get_argument does), the title is one line with single spaces, the body keeps its
+    own line breaks and indentation."""
+    title = " ".join(CONTROL_CHARS.sub(" ", title).split())
+    return title, CONTROL_CHARS.sub(" ", body)
+
+
 def story_errors(title, body):
     errors = {}
     if not title:
@@ -61,3 +75,11 @@ def story_errors(title, body):
     elif len(body.encode("utf-8")) > BODY_MAX_BYTES:
         errors["body"] = MESSAGES["body_long"]
     return errors
+
+
+def token_name_errors(name):
+    if not name:
+        return {"name": MESSAGES["token_name_empty"]}
+    if len(name) > 64:
+        return {"name": MESSAGES["token_name_long"]}
+    return {}

@@ -1,6 +1,7 @@
 """The index (newest stories, paging, search) and the theme preference cookie."""
 
 from views.base import THEMES, BaseHandler, is_local_path
+from views.forms import MESSAGES
 
 SEARCH_MAX = 200
 
@@ -20,7 +21,7 @@ class IndexHandler(BaseHandler):
                 page=1,
                 query=query[:SEARCH_MAX],
                 has_next=False,
-                search_error="Search for at most %d characters." % SEARCH_MAX,
+                search_error=MESSAGES["search_long"] % SEARCH_MAX,
             )
         rows, has_next = await self.stories.page(page, query)
         self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)

@@ -1,12 +1,13 @@
 """A story's page, and new / edit / delete for its owner."""
 
+import asyncio
 import math
 
 import tornado.web
 
 from models.stories import AlreadyPublished, TooLarge, TooManyStories, TooMuchMarkup
 from views.base import BaseHandler
-from views.forms import MESSAGES, story_errors
+from views.forms import MESSAGES, story_errors, story_values
 
 MAX_ID = 2**32 - 1  # INT UNSIGNED (the routes allow at most 10 digits)
 
@@ -29,19 +30,22 @@ class StoryBaseHandler(BaseHandler):
     async def save(self, story=None):
         """Validate the form, then create the story (or update `story`): returns its id, or None
         once the form is shown again with the values and a message per bad field."""
-        title = " ".join(self.get_body_argument("title", "").split())  # one line, single spaces
-        # The body keeps its own line breaks and indentation; control characters become spaces.
-        body = self.get_body_argument("body", "", strip=False)
+        title, body = story_values(
+            self.get_body_argument("title", ""), self.get_body_argument("body", "", strip=False)
+        )
         values, errors = {"title": title, "body": body}, story_errors(title, body)
         if not errors:
             user_id = self.current_user["id"]
             try:
                 if story is None:
-                    return await self.stories.create(
+                    story_id = await self.stories.create(
                         user_id, title, body, per_hour=self.settings["stories_per_hour"]
                     )
-                await self.stories.update(story["id"], user_id, title, body)
-                return story["id"]
+                else:
+                    await self.stories.update(story["id"], user_id, title, body)
+                    story_id = story["id"]
+                self.application.previews.schedule(story_id)  # fetched in the background
+                return story_id
             except TooLarge:
                 errors = {"body": MESSAGES["body_expands"]}
             except TooMuchMarkup:
@@ -66,8 +70,11 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        attachments = await self.application.attachments.for_story(story["id"])
-        self.render("story.html", story=story, attachments=attachments)
+        attachments, previews = await asyncio.gather(
+            self.application.attachments.for_story(story["id"]),
+            self.application.previews.cards_for(story["body_html"]),
+        )
+        self.render("story.html", story=story, attachments=attachments, previews=previews)
 
 
 class StorySlashHandler(BaseHandler):

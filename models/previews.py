@@ -1,0 +1,481 @@
+"""Link preview cards: the http/https links of a story, fetched with AsyncHTTPClient and cached in MySQL.
+
+A save schedules `refresh_story(id)` and does not wait for it. Each fetch: connect and request
+timeouts, a size cap (the streaming callback keeps at most `cap` bytes and the client's own
+`max_body_size` ends the connection just past it), at most 3 redirects followed by hand so each
+hop is checked again, only text/html parsed (html.parser, charset honoured). SSRF: the client's
+resolver drops every address that is not public, so the address checked is the one connected to
+(DNS rebinding cannot slip past a separate "resolve, check, then connect").
+"""
+
+import asyncio
+import codecs
+import hashlib
+import html.parser
+import ipaddress
+import logging
+import re
+import socket
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httputil import HTTPHeaders
+from tornado.netutil import DefaultLoopResolver, Resolver
+
+from models.db import DatabaseUnavailable
+
+log = logging.getLogger("storyhouse.previews")
+
+MAX_LINKS = 5
+TIMEOUT = 3.0  # seconds, connect and whole request
+SIZE_CAP = 512 * 1024
+MAX_REDIRECTS = 3
+CONCURRENCY = 4  # fetches at once per process
+FRESH_OK = 24 * 3600  # seconds before a card is fetched again
+FRESH_FAILED = 3600  # a failure is retried sooner
+URL_MAX = 2048
+TITLE_MAX, DESCRIPTION_MAX = 300, 1000
+USER_AGENT = "StoryhousePreview/1.0 (+link previews)"
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+# WHATWG's labels that Python spells differently or treats more narrowly.
+CHARSET_ALIASES = {
+    "gb2312": "gbk",
+    "x-gbk": "gbk",
+    "iso-8859-1": "cp1252",
+    "latin1": "cp1252",
+    "ascii": "cp1252",
+}
+
+
+# --- the address check -------------------------------------------------------------------------
+
+
+def is_public_address(ip):
+    """True only for a globally routable unicast address; loopback, private, link-local, shared
+    (CGNAT), multicast, reserved, unspecified and documentation ranges are refused, also when an
+    IPv6 address carries one (IPv4-mapped, NAT64, 6to4)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 scope id is not part of it
+    except ValueError:
+        return False
+    if addr.version == 6:
+        if addr.teredo:
+            return False
+        embedded = addr.ipv4_mapped or addr.sixtofour
+        if embedded is None and addr in ipaddress.ip_network("64:ff9b::/96"):
+            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if embedded is not None:
+            addr = embedded
+    bad = (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+        or getattr(addr, "is_site_local", False)  # IPv6 only (fec0::/10)
+    )
+    return addr.is_global and not bad and not any(addr in net for net in ALSO_REFUSED)
+
+
+ALSO_REFUSED = [ipaddress.ip_network("192.0.0.0/24")]  # IETF assignments Python counts as global
+
+
+class RefusedAddress(OSError):
+    """Every address a host resolved to is on a network previews may not reach."""
+
+
+class PublicOnlyResolver(Resolver):
+    """Resolves with `resolver` and keeps only public addresses: the HTTP client connects to what
+    this returns, so the check applies to the address actually connected to.
+
+    `exempt` is a set of (ip, port) pairs that pass anyway: only tests use it, for an upstream on
+    loopback while everything else stays refused."""
+
+    def initialize(self, resolver=None, allow_private=False, exempt=frozenset()):
+        self.resolver = resolver or DefaultLoopResolver()
+        self.allow_private = allow_private
+        self.exempt = exempt
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):
+        addresses = await self.resolver.resolve(host, port, family)
+        if self.allow_private:
+            return addresses
+        kept = [
+            (fam, sockaddr)
+            for fam, sockaddr in addresses
+            if is_public_address(sockaddr[0]) or (sockaddr[0], sockaddr[1]) in self.exempt
+        ]
+        if not kept:
+            raise RefusedAddress("%s resolves only to addresses previews may not reach" % host)
+        return kept
+
+    def close(self):
+        self.resolver.close()
+
+
+# --- links and pages ---------------------------------------------------------------------------
+
+
+def url_hash(url):
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+", re.ASCII)
+
+
+def fetchable(url):
+    """An absolute http/https URL whose host is an IP address or a plain DNS name (anything else,
+    e.g. a percent-encoded host, is never handed to the resolver), of a sane length."""
+    if len(url) > URL_MAX:
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bad port or IPv6 literal
+        return False
+    if parts.scheme not in ("http", "https") or not host or port == 0:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return HOSTNAME_RE.fullmatch(host) is not None and not host.replace(".", "").isdigit()
+
+
+def normalize_link(url):
+    """Markdown percent-encodes the brackets of an IPv6 host ([::1] → %5B::1%5D): undo that."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    netloc = re.sub("%5[bB]", "[", re.sub("%5[dD]", "]", netloc))
+    return scheme + sep + netloc + slash + path
+
+
+class _LinkParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        href = dict(attrs).get("href") if tag == "a" else None
+        href = href and normalize_link(href)
+        if href and fetchable(href) and href not in self.links:
+            self.links.append(href)
+
+
+def extract_links(body_html, limit=MAX_LINKS):
+    """The first `limit` distinct http/https links of a rendered story, in order."""
+    parser = _LinkParser()
+    parser.feed(body_html)
+    parser.close()
+    return parser.links[:limit]
+
+
+class _MetaCharsetParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.charset = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "meta" or self.charset:
+            return
+        attrs = {k: v or "" for k, v in attrs}
+        if attrs.get("charset"):
+            self.charset = attrs["charset"].strip()
+        elif attrs.get("http-equiv", "").lower() == "content-type":
+            self.charset = _charset_param(attrs.get("content", ""))
+
+
+def _charset_param(content_type):
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'")
+    return None
+
+
+def decode_page(data, content_type):
+    """The page as text: the charset of the Content-Type, else of a <meta> in the first 4 KB, else
+    UTF-8; undecodable bytes become U+FFFD."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")
+    charset = _charset_param(content_type)
+    if not charset:
+        sniffer = _MetaCharsetParser()
+        sniffer.feed(data[:4096].decode("latin-1"))
+        charset = sniffer.charset
+    charset = CHARSET_ALIASES.get((charset or "").lower(), charset or "utf-8")
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:  # unknown, or not a text encoding at all (rot13, zlib)
+        return data.decode("utf-8", "replace")
+
+
+class _PreviewParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.meta = {}
+        self.title = None
+        self._in_title = False
+        self._title_parts = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "title" and self.title is None:
+            self._in_title = True
+        elif tag == "meta":
+            attrs = {k: v or "" for k, v in attrs}
+            key = (attrs.get("property") or attrs.get("name") or "").strip().lower()
+            if key in ("og:title", "og:description", "description") and key not in self.meta:
+                self.meta[key] = attrs.get("content", "")
+
+    def handle_data(self, data):
+        if self._in_title:
+            self._title_parts.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "title" and self._in_title:
+            self._in_title = False
+            self.title = "".join(self._title_parts)
+
+
+def _one_line(text, limit):
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_page(data, content_type):
+    """(title, description) of an HTML page: og:title or <title>, og:description or description.
+    CPU work on up to 512 KB: callers run it in an executor."""
+    parser = _PreviewParser()
+    parser.feed(decode_page(data, content_type))
+    parser.close()
+    if parser.title is None and parser._in_title:  # cut off inside <title> by the cap
+        parser.title = "".join(parser._title_parts)
+    title = parser.meta.get("og:title") or parser.title or ""
+    description = parser.meta.get("og:description") or parser.meta.get("description") or ""
+    return _one_line(title, TITLE_MAX), _one_line(description, DESCRIPTION_MAX)
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+class _Download:
+    """What one response delivered: status, headers (kept by the header callback, so they are
+    there even when the connection is cut at the cap) and at most `cap` bytes of body."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.code = None
+        self.headers = HTTPHeaders()
+        self.chunks = []
+        self.size = 0
+
+    def on_header(self, line):
+        if line.startswith("HTTP/"):  # a status line: a new response (after a 1xx) starts over
+            self.code = int(line.split(" ", 2)[1]) if len(line.split(" ")) > 1 else None
+            self.headers = HTTPHeaders()
+        elif line.strip():
+            self.headers.parse_line(line)
+
+    def on_chunk(self, chunk):
+        room = self.cap - self.size
+        if room > 0:
+            self.chunks.append(chunk[:room])
+            self.size += min(room, len(chunk))
+
+    @property
+    def body(self):
+        return b"".join(self.chunks)
+
+
+class Failure(Exception):
+    """A link that gives no card, with a short reason kept in the cache."""
+
+
+class LinkPreviews:
+    def __init__(
+        self,
+        db,
+        enabled=True,
+        allow_private=False,
+        timeout=TIMEOUT,
+        cap=SIZE_CAP,
+        concurrency=CONCURRENCY,
+        exempt=frozenset(),
+    ):
+        self.db = db
+        self.enabled = enabled
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self.cap = cap
+        self.exempt = exempt
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._client = None  # made on first use, on the loop that uses it
+        self._parse_executor = ThreadPoolExecutor(1, thread_name_prefix="previews")
+        self._in_flight = {}  # url -> task, so one URL is fetched once at a time
+        self.tasks = set()  # background refreshes, kept referenced until done
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = AsyncHTTPClient(
+                force_instance=True,
+                max_clients=self._concurrency,
+                resolver=PublicOnlyResolver(allow_private=self.allow_private, exempt=self.exempt),
+                # Past the cap the client ends the connection by itself (quietly), gzip included.
+                max_body_size=self.cap,
+            )
+        return self._client
+
+    # --- scheduling ---
+
+    def schedule(self, story_id):
+        """Refresh a story's cards in the background; the caller does not wait."""
+        if self.enabled:
+            self._spawn(self.refresh_story(story_id))
+
+    def _spawn(self, coro):
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def idle(self):
+        """Wait until no background refresh is running (tests, and a graceful stop)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def refresh_story(self, story_id):
+        try:
+            row = await self.db.fetch_one("SELECT body_html FROM stories WHERE id = %s", (story_id,))
+            if row is not None:
+                await self.refresh_links(extract_links(row["body_html"]))
+        except DatabaseUnavailable:
+            pass  # the next view of the story schedules it again
+        except Exception:
+            log.exception("link previews for story %s", story_id)
+
+    async def refresh_links(self, urls):
+        stale = [u for u in urls if u not in await self._fresh(urls)]
+        await asyncio.gather(*(self._refresh_once(u) for u in stale))
+
+    def _refresh_once(self, url):
+        if url not in self._in_flight:
+            task = asyncio.get_running_loop().create_task(self._refresh(url))
+            self._in_flight[url] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(url, None))
+        return self._in_flight[url]
+
+    async def _refresh(self, url):
+        async with self._semaphore:
+            try:
+                title, description = await self.fetch(url)
+                ok, error = True, ""
+            except Failure as e:
+                title, description, ok, error = "", "", False, str(e)[:200]
+            except Exception:  # a bug shows in the log; the link just gets no card
+                log.exception("link preview of %s", url[:200])
+                title, description, ok, error = "", "", False, "internal error"
+        await self.db.execute(
+            "INSERT INTO link_previews (url_hash, url, ok, title, description, error)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE ok = VALUES(ok),"
+            " title = VALUES(title), description = VALUES(description), error = VALUES(error),"
+            " fetched_at = NOW()",
+            (url_hash(url), url, ok, title, description, error),
+        )
+
+    # --- the cache ---
+
+    async def _rows(self, urls):
+        if not urls:
+            return {}
+        hashes = [url_hash(u) for u in urls[:MAX_LINKS]]
+        hashes += [""] * (MAX_LINKS - len(hashes))  # a fixed statement: five placeholders
+        rows = await self.db.fetch_all(
+            "SELECT url, ok, title, description, error,"
+            " fetched_at > NOW() - INTERVAL IF(ok, %s, %s) SECOND AS fresh"
+            " FROM link_previews WHERE url_hash IN (%s, %s, %s, %s, %s)",
+            (FRESH_OK, FRESH_FAILED, *hashes),
+        )
+        return {row["url"]: row for row in rows}
+
+    async def _fresh(self, urls):
+        return {url for url, row in (await self._rows(urls)).items() if row["fresh"]}
+
+    async def cards_for(self, body_html):
+        """The cards that exist for a rendered story's links, in link order: [{url, title,
+        description}]. Missing or stale ones are refreshed in the background."""
+        urls = extract_links(body_html)
+        rows = await self._rows(urls)
+        if self.enabled and any(u not in rows or not rows[u]["fresh"] for u in urls):
+            self._spawn(self.refresh_links(urls))
+        return [
+            {"url": u, "title": rows[u]["title"], "description": rows[u]["description"]}
+            for u in urls
+            if u in rows and rows[u]["ok"]
+        ]
+
+    async def cached(self, url):
+        """The cache row of one URL (tests and diagnostics), or None."""
+        return await self.db.fetch_one(
+            "SELECT url, ok, title, description, error, fetched_at FROM link_previews WHERE url_hash = %s",
+            (url_hash(url),),
+        )
+
+    # --- one link ---
+
+    async def fetch(self, url):
+        """(title, description) of the page at url, following at most MAX_REDIRECTS redirects, each
+        checked again; raises Failure."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            if not fetchable(url):
+                raise Failure("not an http(s) URL")
+            download = _Download(self.cap)
+            request = HTTPRequest(
+                url,
+                follow_redirects=False,  # followed below, so every hop goes through the checks
+                connect_timeout=self.timeout,
+                request_timeout=self.timeout,
+                header_callback=download.on_header,
+                streaming_callback=download.on_chunk,
+                headers={"User-Agent": USER_AGENT, "Accept": "text/html"},
+            )
+            try:
+                await self.client.fetch(request, raise_error=False)
+            except RefusedAddress:
+                raise Failure("refused address") from None
+            except HTTPClientError as e:
+                # A body cut short (the client ends the connection at the cap; or a timeout) still
+                # has its head, which is all a card needs. With nothing received, it is a failure.
+                if not (download.code == 200 and download.size):
+                    length = download.headers.get("Content-Length", "").strip()
+                    too_large = length.isdigit() and int(length) > self.cap
+                    raise Failure(
+                        "larger than the cap" if too_large else "HTTP error: %s" % e.message
+                    ) from None
+            except (OSError, ValueError) as e:
+                raise Failure("%s: %s" % (type(e).__name__, e)) from None
+            if download.code in REDIRECT_CODES and download.headers.get("Location"):
+                url = urllib.parse.urljoin(url, download.headers["Location"].strip())
+                continue
+            if download.code != 200:
+                raise Failure("HTTP %s" % download.code)
+            content_type = download.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() != "text/html":
+                raise Failure("not HTML: %s" % content_type[:60])
+            loop = asyncio.get_running_loop()
+            title, description = await loop.run_in_executor(
+                self._parse_executor, parse_page, download.body, content_type
+            )
+            if not title and not description:
+                raise Failure("no title")
+            return title, description
+        raise Failure("too many redirects")
+
+    def close(self):
+        for task in list(self.tasks):
+            task.cancel()
+        if self._client is not None:
+            self._client.close()
+        self._parse_executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,35 @@
+"""POST /account/tokens (create a personal API token, shown once) and /account/tokens/revoke."""
+
+import tornado.web
+
+from models.tokens import NAME_MAX, TooManyTokens
+from views.account import AccountPageMixin
+from views.base import BaseHandler
+from views.forms import token_name_errors
+
+
+class TokenCreateHandler(AccountPageMixin, BaseHandler):
+    @tornado.web.authenticated
+    async def post(self):
+        name = " ".join(self.get_body_argument("name", "").split())
+        errors = token_name_errors(name)
+        if errors:
+            return await self.show(values={"name": name}, errors=errors, status=400)
+        try:
+            token = await self.application.tokens.create(self.current_user["id"], name[:NAME_MAX])
+        except TooManyTokens:
+            errors = {"name": "You have 20 tokens: revoke one first."}
+            return await self.show(values={"name": name}, errors=errors, status=400)
+        await self.show(new_token=token, new_token_name=name, status=201)
+
+
+class TokenRevokeHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def post(self):
+        raw = self.get_body_argument("token", "")
+        if not (
+            raw.isascii() and raw.isdigit() and len(raw) <= 10
+        ) or not await self.application.tokens.revoke(self.current_user["id"], int(raw)):
+            raise tornado.web.HTTPError(400, reason="No such token")
+        self.set_flash("Token revoked: it no longer works.")
+        self.redirect(self.reverse_url("account"))
