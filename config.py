@@ -71,6 +71,14 @@ define(
     help="let link previews reach loopback/private addresses (tests only: this opens SSRF)",
 )
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
+define("chat_redis_prefix", type=str, default="storyhouse", help="prefix of the chat's Redis channel, keys")
+define(
+    "chat_trusted_origins",
+    type=str,
+    multiple=True,
+    default=[],
+    help="comma-separated extra origins (https://host:port) allowed to open the chat socket",
+)
 
 MAX_BODY_BYTES = 1024 * 1024  # the HTTP server's limit; the upload route raises its own
 
@@ -142,6 +150,11 @@ def settings(**overrides):
         max_upload_mb=options.max_upload_mb,
         upload_dir=project_path(options.upload_dir),
         redis_url=options.redis_url,
+        chat_redis_prefix=options.chat_redis_prefix,
+        chat_trusted_origins=[o.strip().lower().rstrip("/") for o in options.chat_trusted_origins if o],
+        websocket_max_message_size=64 * 1024,  # a bigger frame closes the socket with 1009
+        websocket_ping_interval=30,  # dead peers are dropped after a missed pong
+        websocket_ping_timeout=30,
         link_previews=options.link_previews,
         link_preview_allow_private=options.link_preview_allow_private,
         session_days=30,

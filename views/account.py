@@ -60,6 +60,7 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
             return await self.show(errors=errors, status=400)
         ended = await self.users.change_password(user["id"], await self.passwords.hash(password))
         await self.log_in(user["id"])  # this browser goes on with a new session token
+        self.application.chat.session_ended(user["id"])  # chat tabs of the ended sessions close
         revoked = max(0, ended - 1)
         plural = "" if revoked == 1 else "s"
         self.set_flash("Password changed. %d other session%s signed out." % (revoked, plural))
@@ -75,6 +76,7 @@ class SessionRevokeHandler(BaseHandler):
         user = self.current_user
         if self.get_body_argument("all", ""):
             await sessions.revoke_all_for(user["id"])
+            self.application.chat.session_ended(user["id"])
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash("You are signed out everywhere.")
             return self.redirect(self.reverse_url("login"))
@@ -83,6 +85,7 @@ class SessionRevokeHandler(BaseHandler):
             user["id"], int(raw)
         ):
             raise tornado.web.HTTPError(400, reason="No such session")
+        self.application.chat.session_ended(user["id"])
         if int(raw) == user["session_id"]:
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash("This session is signed out.")
