@@ -78,3 +78,11 @@ class Users:
             return cur.rowcount
 
         return await self.db.transaction(change)
+
+    async def set_locale(self, user_id, code):
+        """Save the member's language (a code from views.i18n.LOCALES, or None to forget it)."""
+        await self.db.execute("UPDATE users SET locale = %s WHERE id = %s", (code, user_id))
+
+    async def locale_of(self, user_id):
+        row = await self.db.fetch_one("SELECT locale FROM users WHERE id = %s", (user_id,))
+        return row["locale"] if row else None

@@ -7,6 +7,8 @@ import urllib.parse
 import tornado.web
 from tornado.log import app_log, gen_log
 
+from views import i18n
+
 SESSION_COOKIE = "session"
 FLASH_COOKIE = "flash"
 THEMES = ("light", "dark")
@@ -117,6 +119,12 @@ class PageMixin:
     def get_login_url(self):
         return self.reverse_url("login")
 
+    def get_user_locale(self):
+        return i18n.user_locale(self)
+
+    def get_browser_locale(self, default=i18n.DEFAULT):
+        return i18n.browser_locale(self, default)
+
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
         theme = self.get_cookie("theme")
@@ -127,6 +135,7 @@ class PageMixin:
             values={},
             index_url=self.index_url,
         )
+        namespace.update(i18n.namespace(self))
         return namespace
 
     # --- errors ---------------------------------------------------------------------------
@@ -167,6 +176,9 @@ class PageMixin:
             message = "This form has expired or came from another site. Reload the page and try again."
         elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
             message = exc[1].reason + "."
+        # The English messages are the catalogue's keys (a reason it lacks stays English).
+        translate = self.locale.translate
+        message = translate(message)
         trace = None
         if self.settings.get("serve_traceback") and exc:
             trace = "".join(traceback.format_exception(*exc))
@@ -174,7 +186,7 @@ class PageMixin:
             self.render(
                 "error.html",
                 status_code=status_code,
-                title=http.client.responses.get(status_code, "Error"),
+                title=translate(http.client.responses.get(status_code, "Error")),
                 message=message,
                 trace=trace,
             )
@@ -236,6 +248,7 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
     def render_form(self, template, values, errors, status=400, **kwargs):
         """Re-render a form with the user's values and a message per bad field."""
         self.set_status(status)
+        errors = {field: self.locale.translate(message) for field, message in errors.items()}
         self.render(template, values=values, field_errors=errors, **kwargs)
 
     def int_argument(self, name, default, low=1, high=100000):

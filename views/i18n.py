@@ -1,0 +1,115 @@
+"""The pages in Chinese and English (tornado.locale): the CSV catalogues in locale/, which language a
+reader gets, the switcher (POST /lang), dates in the reader's language.
+
+The reader's language, in order: the member's saved choice (users.locale), the `lang` cookie, the
+browser's Accept-Language, then en_US. Handlers translate with `self.locale.translate(...)`,
+templates with `_(...)`; the switcher is views/lang.py. The English strings are the catalogue
+keys: the JSON API uses the same messages (views/forms.py MESSAGES, views/base.py ERROR_MESSAGES)
+untranslated.
+"""
+
+import os
+
+import tornado.locale
+from tornado.escape import xhtml_escape
+
+from models.attachments import human_size
+
+LOCALE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "locale")
+DEFAULT = "en_US"
+# Each language named in itself, in the order the switcher offers them.
+LOCALES = {"en_US": "English", "zh_CN": "中文"}
+HTML_LANG = {"en_US": "en", "zh_CN": "zh-CN"}
+LANG_COOKIE = "lang"
+
+_loaded = False
+
+
+def load():
+    """Read locale/*.csv once per process (Application.__init__ calls it; later calls are free)."""
+    global _loaded
+    if not _loaded:
+        tornado.locale.load_translations(LOCALE_DIR)
+        tornado.locale.set_default_locale(DEFAULT)
+        _loaded = True
+
+
+def closest(code):
+    """A supported locale code for a language tag ('zh-Hans-CN', 'zh_TW', 'en-GB'), or None.
+    Every Chinese tag gets the simplified Chinese pages: they are the only Chinese we have."""
+    primary = (code or "").strip().replace("_", "-").split("-")[0].lower()
+    return {"zh": "zh_CN", "en": "en_US"}.get(primary)
+
+
+def user_locale(handler):
+    """The saved choice of a member, else the visitor's cookie; None lets Tornado ask the browser.
+    Reads `_current_user` directly: an error page can be rendered before prepare() loaded it."""
+    user = getattr(handler, "_current_user", None)
+    if user and user.get("locale") in LOCALES:
+        return tornado.locale.get(user["locale"])
+    code = handler.get_cookie(LANG_COOKIE)
+    if code in LOCALES:
+        return tornado.locale.get(code)
+    return None
+
+
+def browser_locale(handler, default=DEFAULT):
+    """Accept-Language, best q first, each tag matched on its language ('zh' alone is Chinese,
+    which Tornado's own matching misses)."""
+    handler.add_header("Vary", "Accept-Language")
+    tags = []
+    for i, item in enumerate(handler.request.headers.get("Accept-Language", "").split(",")[:20]):
+        tag, _sep, params = item.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if q > 0:
+            tags.append((-q, i, tag))
+    for _q, _i, tag in sorted(tags):
+        code = closest(tag)
+        if code:
+            return tornado.locale.get(code)
+    return tornado.locale.get(default)
+
+
+def date_text(locale, value, time=True):
+    """A UTC datetime for a page: '03 Dec 2026, 09:24' in English (the site's own format),
+    '2026年12月3日 上午9:24' in Chinese (Tornado's format_date with our catalogue's month names)."""
+    if locale.code == "en_US":
+        return value.strftime("%d %b %Y, %H:%M" if time else "%d %b %Y")
+    return locale.format_date(value, gmt_offset=0, relative=False, full_format=True, shorter=not time)
+
+
+def size_text(locale, size):
+    """models.attachments.human_size, with the bytes of a tiny file in the reader's language."""
+    if size < 1024:
+        return locale.translate("{n} byte", "{n} bytes", size).replace("{n}", str(size))
+    return human_size(size)
+
+
+def markup(message, **parts):
+    """A translated sentence with HTML put into its placeholders: the sentence is escaped, the
+    parts are not (make them with link() or escape them yourself)."""
+    return xhtml_escape(message) % parts
+
+
+def link(href, text):
+    return '<a href="%s">%s</a>' % (xhtml_escape(href), xhtml_escape(text))
+
+
+def namespace(handler):
+    """What the templates get besides Tornado's own `_` and `locale`."""
+    locale = handler.locale
+    return dict(
+        html_lang=HTML_LANG.get(locale.code, "en"),
+        languages=LOCALES,
+        html_lang_of=HTML_LANG.get,
+        date_text=lambda value, time=True: date_text(locale, value, time),
+        size_text=lambda size: size_text(locale, size),
+        markup=markup,
+        link=link,
+    )
