@@ -60,7 +60,8 @@ class Users:
 
     async def by_username(self, username):
         return await self.db.fetch_one(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = %s", (username,)
+            "SELECT id, username, password_hash, created_at, locale FROM users WHERE username = %s",
+            (username,),
         )
 
     async def by_id(self, user_id):
@@ -82,7 +83,3 @@ class Users:
     async def set_locale(self, user_id, code):
         """Save the member's language (a code from views.i18n.LOCALES, or None to forget it)."""
         await self.db.execute("UPDATE users SET locale = %s WHERE id = %s", (code, user_id))
-
-    async def locale_of(self, user_id):
-        row = await self.db.fetch_one("SELECT locale FROM users WHERE id = %s", (user_id,))
-        return row["locale"] if row else None

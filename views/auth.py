@@ -1,6 +1,7 @@
 """Register, log in, log out."""
 
 from models.users import TooManyRegistrations, UsernameTaken
+from views import i18n
 from views.base import SESSION_COOKIE, BaseHandler
 from views.forms import MESSAGES, registration_errors
 
@@ -91,6 +92,7 @@ class LoginHandler(BaseHandler):
             return self.render_form("login.html", values, errors)
         await self.throttle.succeeded(username, ip)
         await self.log_in(user["id"])
+        i18n.adopt(self, user["locale"])
         self.set_flash(self.locale.translate("Signed in as %(name)s.") % {"name": user["username"]})
         self.redirect(self.next_url())
 

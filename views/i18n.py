@@ -91,6 +91,14 @@ def size_text(locale, size):
     return human_size(size)
 
 
+def adopt(handler, code):
+    """At log in: the member's saved language becomes this browser's (its cookie) and this
+    response's (the flash message)."""
+    if code in LOCALES:
+        handler.locale = tornado.locale.get(code)
+        handler.set_cookie(LANG_COOKIE, code, expires_days=365, samesite="Lax")
+
+
 def markup(message, **parts):
     """A translated sentence with HTML put into its placeholders: the sentence is escaped, the
     parts are not (make them with link() or escape them yourself)."""
