@@ -5,7 +5,6 @@ the upload messages of models/attachments.py). Used by tests/test_locale.py."""
 
 import ast
 import glob
-import http.client
 import os
 import re
 
@@ -13,7 +12,6 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRING = r'"(?:[^"\\\n]|\\.)*"'
 CALL = re.compile(r"(?<![\w.])(?:_|[\w.]*translate)\(\s*(%s)(?:\s*,\s*(%s)\s*,)?" % (STRING, STRING))
 UPLOAD_ERROR = re.compile(r"UploadError\(\s*\d+,\s*(%s)" % STRING)
-STATUS_CODES = (400, 403, 404, 405, 413, 429, 500, 503, 507)
 
 
 def source_files():
@@ -34,6 +32,7 @@ def used_keys():
     """{"unknown": set, "singular": set, "plural": set}: every key the code can ask for."""
     from views.base import ERROR_MESSAGES
     from views.forms import MESSAGES
+    from views.i18n import STATUS_TITLES
 
     keys = {"unknown": set(), "singular": set(), "plural": set()}
     for path in source_files():
@@ -45,7 +44,7 @@ def used_keys():
                 keys["plural"].add(plural)
     keys["unknown"].update(MESSAGES.values())
     keys["unknown"].update(ERROR_MESSAGES.values())
-    keys["unknown"].update(http.client.responses[code] for code in STATUS_CODES)
+    keys["unknown"].update(STATUS_TITLES.values())
     with open(os.path.join(PROJECT, "models", "attachments.py"), encoding="utf-8") as f:
         keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(f.read()))
     keys["unknown"].discard("At most %d files can be uploaded at once.")  # views/uploads.py asks by plural

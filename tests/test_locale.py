@@ -356,3 +356,13 @@ async def test_json_api_stays_english(client):
     r = await client.post("/api/stories", {"title": "x"}, xsrf=False, headers=headers)
     message = json.loads(r.body)["error"]["message"]
     assert r.code == 403 and message.startswith("Missing or wrong XSRF token"), message
+
+
+@pytest.mark.gen_test
+async def test_a_visitors_choice_is_kept_when_they_register(client, make_client, db_settings):
+    await client.post("/lang", {"lang": "zh_CN", "back": "/register"})
+    assert (await client.register("mei", "correct horse")).code == 302
+    assert query(db_settings, "SELECT locale FROM users WHERE username = 'mei'") == [{"locale": "zh_CN"}]
+    plain = make_client()  # never used the switcher: nothing saved, the browser decides
+    assert (await plain.register("ada", "correct horse")).code == 302
+    assert query(db_settings, "SELECT locale FROM users WHERE username = 'ada'") == [{"locale": None}]

@@ -42,6 +42,8 @@ class RegisterHandler(BaseHandler):
             errors["username"] = MESSAGES["username_taken"]
             return self.render_form("register.html", values, errors)
         await self.log_in(user_id)
+        if i18n.chosen(self):  # a visitor who picked a language keeps it as a member
+            await self.users.set_locale(user_id, i18n.chosen(self))
         _ = self.locale.translate
         self.set_flash(_("Welcome, %(name)s! Your account is ready.") % {"name": username})
         self.redirect(self.reverse_url("index"))

@@ -1,6 +1,5 @@
 """BaseHandler: security headers, the session behind `current_user`, flash messages, error pages."""
 
-import http.client
 import traceback
 import urllib.parse
 
@@ -186,7 +185,7 @@ class PageMixin:
             self.render(
                 "error.html",
                 status_code=status_code,
-                title=translate(http.client.responses.get(status_code, "Error")),
+                title=translate(i18n.status_title(status_code)),
                 message=message,
                 trace=trace,
             )

@@ -8,6 +8,7 @@ keys: the JSON API uses the same messages (views/forms.py MESSAGES, views/base.p
 untranslated.
 """
 
+import http.client
 import os
 
 import tornado.locale
@@ -21,6 +22,19 @@ DEFAULT = "en_US"
 LOCALES = {"en_US": "English", "zh_CN": "中文"}
 HTML_LANG = {"en_US": "en", "zh_CN": "zh-CN"}
 LANG_COOKIE = "lang"
+
+# The error pages' titles, fixed here (Python 3.13 renamed some of http.client's) as catalogue keys.
+STATUS_TITLES = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    507: "Insufficient Storage",
+}
 
 _loaded = False
 
@@ -41,16 +55,24 @@ def closest(code):
     return {"zh": "zh_CN", "en": "en_US"}.get(primary)
 
 
+def status_title(status_code, default="Error"):
+    return STATUS_TITLES.get(status_code) or http.client.responses.get(status_code, default)
+
+
+def chosen(handler):
+    """The language this browser chose with the switcher (its cookie), or None."""
+    code = handler.get_cookie(LANG_COOKIE)
+    return code if code in LOCALES else None
+
+
 def user_locale(handler):
     """The saved choice of a member, else the visitor's cookie; None lets Tornado ask the browser.
     Reads `_current_user` directly: an error page can be rendered before prepare() loaded it."""
     user = getattr(handler, "_current_user", None)
     if user and user.get("locale") in LOCALES:
         return tornado.locale.get(user["locale"])
-    code = handler.get_cookie(LANG_COOKIE)
-    if code in LOCALES:
-        return tornado.locale.get(code)
-    return None
+    code = chosen(handler)
+    return tornado.locale.get(code) if code else None
 
 
 def browser_locale(handler, default=DEFAULT):

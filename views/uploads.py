@@ -15,6 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.attachments import UploadError, content_disposition, human_size, is_inline
+from views import i18n
 from views.base import ERROR_MESSAGES, BaseHandler, StaticFileHandler
 from views.stories import MAX_ID
 
@@ -245,7 +246,7 @@ class UploadHandler(BaseHandler):
             return self.render(
                 "error.html",
                 status_code=status_code,
-                title=self.locale.translate(self._reason),
+                title=self.locale.translate(i18n.status_title(status_code, self._reason)),
                 message=message,
                 trace=None,
             )
