@@ -33,7 +33,7 @@ def describe(handler, row):
         id=row["id"],
         filename=row["filename"],
         size=row["size"],
-        size_human=human_size(row["size"]),
+        size_human=i18n.size_text(handler.locale, row["size"]),  # shown by the page script
         content_type=row["content_type"],
         sha256=row["sha256"],
         url=handler.reverse_url("attachment", row["id"]),
