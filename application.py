@@ -120,7 +120,7 @@ class Application(tornado.web.Application):
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
         files = dict(attachments=self.attachments)
-        api_story = dict(story, previews=self.previews)
+        api_story = dict(story, previews=self.previews, attachments=self.attachments)
         routes = [
             # pages
             url(r"/", index.IndexHandler, story, name="index"),

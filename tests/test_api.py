@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.helpers import query
+from tests.test_uploads import upload
 from views.forms import MESSAGES
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -438,8 +439,8 @@ async def test_body_over_the_server_limit_is_a_json_413(http_server, client, db_
 
 
 @pytest.fixture
-def app_settings(request):
-    return getattr(request, "param", {})
+def app_settings(request, tmp_path):
+    return dict({"upload_dir": str(tmp_path / "uploads")}, **getattr(request, "param", {}))
 
 
 @pytest.mark.gen_test
@@ -528,3 +529,19 @@ async def test_emoji_and_chinese_round_trip(http_server, client):
     got = body(await api(client, "GET", "/api/stories/%d" % created["id"]))
     assert got["title"] == text and got["body"] == text
     assert "<b>" not in got["body_html"]  # raw HTML escaped, as on the page
+
+
+@pytest.mark.gen_test
+async def test_story_lists_its_attachments(http_server, client, base_url):
+    await client.register("alice")
+    story_id = await client.new_story()
+    r = await upload(
+        client, story_id, [("notes.txt", b"plain text"), ("pic.png", b"\x89PNG\r\n\x1a\n" + b"0" * 20)]
+    )
+    assert r.code in (200, 201, 302), r.body
+    data = body(await api(client, "GET", "/api/stories/%d" % story_id))
+    assert [(a["filename"], a["size"]) for a in data["attachments"]] == [("notes.txt", 10), ("pic.png", 28)]
+    first = data["attachments"][0]
+    assert first["url"] == base_url + "/attachments/%d" % first["id"]
+    parse_iso(first["created_at"])
+    assert (await client.get(first["url"][len(base_url) :])).body == b"plain text"

@@ -19,6 +19,11 @@ CHECKS = ",".join(
         "content_type_conformance",
         "response_headers_conformance",
         "response_schema_conformance",
+        "negative_data_rejection",  # what the schema forbids is refused (the schema is not too loose)
+        "missing_required_header",
+        "use_after_free",  # a deleted story stays gone
+        "ensure_resource_availability",  # a created story can be read back
+        "ignored_auth",  # a write without credentials is refused
     ]
 )
 

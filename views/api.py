@@ -209,9 +209,20 @@ class MeHandler(ApiHandler):
 
 
 class StoryApiMixin:
-    def initialize(self, stories, previews):
+    def initialize(self, stories, previews, attachments):
         self.stories = stories
         self.previews = previews
+        self.attachments = attachments
+
+    def attachment(self, row):
+        return {
+            "id": row["id"],
+            "filename": row["filename"],
+            "content_type": row["content_type"],
+            "size": row["size"],
+            "created_at": iso(row["created_at"]),
+            "url": self.absolute(self.reverse_url("attachment", row["id"])),
+        }
 
     def summary(self, row):
         return {
@@ -234,7 +245,7 @@ class StoryApiMixin:
             "updated_at": iso(row["updated_at"]),
             "url": self.absolute(self.reverse_url("story", row["id"])),
             "previews": await self.previews.cards_for(row["body_html"]),
-            "attachments": [],  # filled in once stories have attachments
+            "attachments": [self.attachment(a) for a in await self.attachments.for_story(row["id"])],
         }
 
     async def validated(self, title, body):
