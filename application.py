@@ -9,7 +9,9 @@ from tornado.web import url
 
 import config
 from models.attachments import Attachments
+from models.bus import make_bus
 from models.cache import Versioned
+from models.chat import ChatMessages
 from models.db import Database, DatabaseUnavailable, HealthProbe
 from models.passwords import Passwords
 from models.previews import LinkPreviews
@@ -18,7 +20,22 @@ from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.tokens import ApiTokens
 from models.users import Users
-from views import account, api, auth, base, feed, health, i18n, index, lang, modules, stories, tokens, uploads
+from views import (
+    account,
+    api,
+    auth,
+    base,
+    chat,
+    feed,
+    health,
+    i18n,
+    index,
+    lang,
+    modules,
+    stories,
+    tokens,
+    uploads,
+)
 
 access_log = logging.getLogger("tornado.access")
 
@@ -98,12 +115,8 @@ class Application(tornado.web.Application):
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
         self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
-        self.stories = Stories(
-            self.db,
-            self.render_executor,
-            Versioned(ttl=settings["page_cache_seconds"]),
-            attachments=self.attachments,
-        )
+        self.page_cache = Versioned(ttl=settings["page_cache_seconds"])
+        self.stories = Stories(self.db, self.render_executor, self.page_cache, attachments=self.attachments)
         self.throttle = LoginThrottle(self.db)
         self.tokens = ApiTokens(self.db)
         self.previews = LinkPreviews(
@@ -116,6 +129,17 @@ class Application(tornado.web.Application):
         self.in_flight = set()  # requests from their headers to their answer, for a graceful stop
         self.draining = False
         self.websockets = set()
+        bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
+        self.chat = chat.Room(  # started by server.py
+            ChatMessages(self.db),
+            self.sessions,
+            bus,
+            ping_interval=settings["websocket_ping_interval"],
+            ping_timeout=settings["websocket_ping_timeout"],
+            on_cache_event=self.page_cache.changed_elsewhere,
+        )
+        # Story writes empty the page cache of the other machines too (through Redis when set).
+        self.page_cache.announce = lambda: bus.publish({"type": "cache"})
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)
@@ -162,6 +186,9 @@ class Application(tornado.web.Application):
             url(r"/api(?:/.*)?", api.ApiNotFoundHandler, name="api_not_found"),
             # feeds
             url(r"/feed\.atom", feed.FeedHandler, story, name="feed"),
+            # chat
+            url(r"/chat", chat.ChatPageHandler, name="chat"),
+            url(r"/chat/ws", chat.ChatSocketHandler, dict(room=self.chat), name="chat_ws"),
             # operations
             url(r"/healthz", health.HealthHandler, name="healthz"),
         ]
@@ -209,8 +236,9 @@ class Application(tornado.web.Application):
                 "housekeeping: %d expired sessions, %d old login failures removed", sessions, failures
             )
 
-    def close_websockets(self):
-        """Close open WebSockets with 1001 (going away); the chat issue registers them here."""
+    async def close_websockets(self):
+        """Close open WebSockets with 1001 (going away), after telling the other processes."""
+        await self.chat.close()
         for ws in list(self.websockets):
             ws.close(1001, "server shutting down")
 

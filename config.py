@@ -71,6 +71,20 @@ define(
     help="let link previews reach loopback/private addresses (tests only: this opens SSRF)",
 )
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
+define(
+    "page_cache_seconds",
+    type=float,
+    default=5.0,
+    help="how long the index and story pages may be served from memory (every write empties it)",
+)
+define("chat_redis_prefix", type=str, default="storyhouse", help="prefix of the chat's Redis channel, keys")
+define(
+    "chat_trusted_origins",
+    type=str,
+    multiple=True,
+    default=[],
+    help="comma-separated extra origins (https://host:port) allowed to open the chat socket",
+)
 
 MAX_BODY_BYTES = 1024 * 1024  # the HTTP server's limit; the upload route raises its own
 
@@ -142,12 +156,17 @@ def settings(**overrides):
         max_upload_mb=options.max_upload_mb,
         upload_dir=project_path(options.upload_dir),
         redis_url=options.redis_url,
+        chat_redis_prefix=options.chat_redis_prefix,
+        chat_trusted_origins=[o.strip().lower().rstrip("/") for o in options.chat_trusted_origins if o],
+        websocket_max_message_size=64 * 1024,  # a bigger frame closes the socket with 1009
+        websocket_ping_interval=30,  # dead peers are dropped after a missed pong
+        websocket_ping_timeout=30,
         link_previews=options.link_previews,
         link_preview_allow_private=options.link_preview_allow_private,
         session_days=30,
         registrations_per_ip_hour=20,
         stories_per_hour=30,
-        page_cache_seconds=5.0,  # how long another machine may show a stale index (no shared version)
+        page_cache_seconds=options.page_cache_seconds,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

@@ -268,6 +268,7 @@ async def serve(reuse_port):
     server = make_http_server(app, xheaders=options.xheaders, max_connections=options.max_connections)
     sockets = tornado.netutil.bind_sockets(options.port, options.address or None, reuse_port=reuse_port)
     server.add_sockets(sockets)
+    await app.chat.start()  # the chat's bus (Redis reconnects in the background) and pinger
     log.info(
         "Storyhouse listening on http://%s:%d/ (pid %d)",
         options.address or "0.0.0.0",
@@ -292,7 +293,11 @@ async def serve(reuse_port):
         deadline = time.monotonic() + options.shutdown_timeout
         while app.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        app.close_websockets()
+        await app.close_websockets()
+        deadline = time.monotonic() + 2  # let the clients answer the close (1001) handshake
+        while app.websockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await app.chat.stop()
         await server.close_all_connections()
         app.close()
     except Exception:
@@ -318,6 +323,12 @@ def main():
     secret = config.load_cookie_secret()
     options.cookie_secret = secret  # every forked process shares it
     port_lock = claim_port()  # held (and inherited by the children) for the server's life
+    if not options.redis_url and options.processes != 1:  # once, before the fork
+        log.warning(
+            "chat uses an in-process bus: with --processes=%d, set --redis_url so every "
+            "process sees every message",
+            options.processes,
+        )
     multi = options.processes != 1
     if multi:
         Signals.forking_parent = parent = os.getpid()

@@ -6,9 +6,12 @@ made under is still current, and for at most `ttl` seconds. The version lives:
 - in shared memory made before the fork (`share_across_forks`), with `--processes=N`, so a write in
   one process empties the cache of all of them at once: an author sees their story on the next
   page whichever process answers it;
-- on several machines there is no shared version: `ttl` bounds how stale another machine can be.
+- on other machines, through the Redis bus when `redis_url` is set: `announce` publishes each
+  bump and `changed_elsewhere` applies theirs; without Redis (or while it is away), `ttl` bounds
+  how stale another machine can be.
 """
 
+import asyncio
 import collections
 import multiprocessing
 import time
@@ -28,12 +31,20 @@ class Versioned:
         self.size = size
         self._local = 0
         self._entries = collections.OrderedDict()  # key -> (version, expires, value), LRU order
+        self._loading = {}  # (key, version) -> Future of the one read in progress
+        self.announce = None  # set by the Application: tell the other machines (the bus)
 
     def version(self):
         return _shared.value if _shared is not None else self._local
 
     def bump(self):
         """Call after every committed write the cached data could show."""
+        self.changed_elsewhere()
+        if self.announce is not None:
+            self.announce()
+
+    def changed_elsewhere(self):
+        """Empty this cache (a write here, or one announced by another machine)."""
         if _shared is not None:
             with _shared.get_lock():
                 _shared.value += 1
@@ -59,3 +70,29 @@ class Versioned:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+    async def get_or_load(self, key, load):
+        """The cached value, or `await load()` once however many requests ask at the same moment
+        (when an entry expires under load, 64 requests would otherwise run 64 identical queries).
+        A None result is not cached."""
+        version = self.version()
+        value = self.get(key)
+        if value is not None:
+            return value
+        pending = self._loading.get((key, version))
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._loading[(key, version)] = future
+        try:
+            value = await load()
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._loading[(key, version)]
+        future.set_result(value)
+        if value is not None:
+            self.put(key, value, version)
+        return value

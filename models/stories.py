@@ -66,38 +66,30 @@ class Stories:
     async def page(self, page=1, query="", page_size=PAGE_SIZE):
         """Newest first; returns (rows, has_next). With query, stories holding every word of it
         (models/search.py), through the FULLTEXT index."""
-        key = ("page", page, query, page_size)
-        version = self.cache.version()
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        offset = (page - 1) * page_size
-        if query:
-            terms = search.query(query)
-            if terms is None:  # nothing searchable in it (only punctuation, say)
-                return [], False
-            rows = await self.db.fetch_all(
-                _LIST_COLUMNS + " WHERE MATCH (s.search_text) AGAINST (%s IN BOOLEAN MODE)"
-                " ORDER BY s.id DESC LIMIT %s OFFSET %s",
-                (terms, page_size + 1, offset),
-            )
-        else:
-            rows = await self.db.fetch_all(
-                _LIST_COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
-            )
-        result = rows[:page_size], len(rows) > page_size
-        self.cache.put(key, result, version)
-        return result
+        terms = search.query(query) if query else None
+        if query and terms is None:  # nothing searchable in it (only punctuation, say)
+            return [], False
+
+        async def load():
+            offset = (page - 1) * page_size
+            if terms:
+                rows = await self.db.fetch_all(
+                    _LIST_COLUMNS + " WHERE MATCH (s.search_text) AGAINST (%s IN BOOLEAN MODE)"
+                    " ORDER BY s.id DESC LIMIT %s OFFSET %s",
+                    (terms, page_size + 1, offset),
+                )
+            else:
+                rows = await self.db.fetch_all(
+                    _LIST_COLUMNS + " ORDER BY s.id DESC LIMIT %s OFFSET %s", (page_size + 1, offset)
+                )
+            return rows[:page_size], len(rows) > page_size
+
+        return await self.cache.get_or_load(("page", page, terms, page_size), load)
 
     async def get(self, story_id):
-        key = ("story", story_id)
-        version = self.cache.version()
-        story = self.cache.get(key)
-        if story is None:
-            story = await self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
-            if story is not None:
-                self.cache.put(key, story, version)
-        return story
+        return await self.cache.get_or_load(
+            ("story", story_id), lambda: self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
+        )
 
     async def create(self, user_id, title, body, per_hour=30):
         """Insert a story; returns its id. Raises AlreadyPublished for the same story again within

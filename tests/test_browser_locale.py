@@ -19,6 +19,7 @@ DB = sp.database_name("web_locale")
 pytestmark = [pytest.mark.browser]
 ZH_TITLE = "灯塔看守人的笔记"
 DOCS_SCREENSHOT = os.path.join(sp.PROJECT, "docs", "screenshot-index-zh.png")
+COOKIES = {}  # a second member's session, for the chat
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,9 @@ def locale_site():
             assert member.register("lin_wei", PASSWORD).status == 302
             r = member.post("/story/new", {"title": ZH_TITLE, "body": "灯整夜转着，他记下每一艘船。"})
             assert r.status == 302
+            friend = sp.Browser(port)
+            assert friend.register("wang_fang", PASSWORD).status == 302
+            COOKIES["wang_fang"] = dict(friend.cookies)
             yield "http://127.0.0.1:%d" % port, r.headers["Location"]
     finally:
         sp.drop_databases(DB)
@@ -167,3 +171,41 @@ def test_member_choice_follows_them_and_the_upload_script_speaks_chinese(new_pag
     other.goto(base + "/account")
     assert html_lang(other_page) == "zh-CN"
     assert other_page.locator("h2").first.inner_text() == "已登录的设备"
+
+
+def test_chat_in_chinese_and_a_phone_header(new_page, locale_site, tmp_path):
+    from playwright.sync_api import expect
+
+    base, _story = locale_site
+    lin = new_page()
+    log_in(lin.page, base, "lin_wei")
+    lin.page.wait_for_url(base + "/")
+    lin.context.add_cookies([{"name": "lang", "value": "zh_CN", "url": base}])
+    lin.goto(base + "/")
+    with lin.page.expect_navigation():
+        lin.page.locator("header").get_by_role("link", name="聊天", exact=True).click()
+    expect(lin.page.locator("#chat-status")).to_have_text("已连接")
+    expect(lin.page.locator("#chat-count")).to_have_text("1 人在线")
+
+    wang = new_page()
+    cookies = dict(COOKIES["wang_fang"], lang="zh_CN")
+    wang.context.add_cookies([{"name": k, "value": v, "url": base} for k, v in cookies.items()])
+    wang.goto(base + "/chat")
+    expect(wang.page.locator("#chat-status")).to_have_text("已连接")
+    expect(lin.page.locator("#chat-count")).to_have_text("2 人在线")
+    expect(lin.page.locator("#chat-log .notice").last).to_contain_text("wang_fang 加入了聊天")
+    wang.page.locator("#chat-input").fill("你好，灯塔！")
+    wang.page.get_by_role("button", name="发送").click()
+    expect(lin.page.locator("#chat-log .message .body").last).to_have_text("你好，灯塔！")
+    lin.page.screenshot(path=str(tmp_path / "chat-zh.png"))
+    wang.page.close()
+    expect(lin.page.locator("#chat-log .notice").last).to_contain_text("wang_fang 离开了聊天")
+    expect(lin.page.locator("#chat-count")).to_have_text("1 人在线")
+    lin.check()
+
+    phone = new_page(viewport={"width": 390, "height": 844})
+    phone.context.add_cookies([{"name": k, "value": v, "url": base} for k, v in cookies.items()])
+    phone.goto(base + "/")
+    assert html_lang(phone.page) == "zh-CN"
+    width = phone.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "the Chinese header is %dpx wide on a 390px phone" % width

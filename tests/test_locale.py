@@ -2,7 +2,10 @@
 the member's choice, the lang cookie, Accept-Language, then English; the switcher; form messages,
 flash messages, error pages and dates in Chinese; the JSON API stays English."""
 
+import ast
+import asyncio
 import csv
+import html
 import json
 import os
 import re
@@ -366,3 +369,78 @@ async def test_a_visitors_choice_is_kept_when_they_register(client, make_client,
     plain = make_client()  # never used the switcher: nothing saved, the browser decides
     assert (await plain.register("ada", "correct horse")).code == 302
     assert query(db_settings, "SELECT locale FROM users WHERE username = 'ada'") == [{"locale": None}]
+
+
+# --- the chat page -------------------------------------------------------------------------------
+
+CHAT_FRAME_ERRORS = re.compile(r'(?:return None, |send_error\(|"message": )("(?:[^"\\]|\\.)*")( % MAX_BODY)?')
+
+
+def chat_error_table(page):
+    attribute = re.search(r'data-text-errors="([^"]*)"', page).group(1)
+    return json.loads(html.unescape(attribute))
+
+
+def chat_frame_messages():
+    """The English sentences views/chat.py sends in error frames."""
+    from views.chat import MAX_BODY
+
+    with open(os.path.join(PROJECT, "views", "chat.py"), encoding="utf-8") as f:
+        found = CHAT_FRAME_ERRORS.findall(f.read())
+    return {ast.literal_eval(s) % MAX_BODY if fmt else ast.literal_eval(s) for s, fmt in found}
+
+
+@pytest.mark.gen_test
+async def test_chat_page_in_chinese(client):
+    await client.register("alice", "correct horse")
+    client.cookies["lang"] = "zh_CN"
+    page = text(await client.get("/chat"))
+    assert html_lang(page) == "zh-CN" and "<h1>聊天</h1>" in page
+    for words in (
+        'data-text-connected="已连接"',
+        'data-text-joined="{user} 加入了聊天"',
+        'data-text-online-many="{count} 人在线"',
+        'placeholder="输入消息，按回车发送"',
+        ">发送</button>",
+        ">聊天</a>",
+    ):
+        assert words in page, words
+    # Every error a chat frame can carry is in the page's table, translated.
+    table = chat_error_table(page)
+    messages = chat_frame_messages()
+    assert len(messages) >= 8 and "A message is at most 2000 characters." in messages
+    for message in messages:
+        assert re.search(r"[\u4e00-\u9fff]", table.get(message, "")), message
+    english = chat_error_table(
+        text(await client.get("/chat", headers={"Cookie": "session=%s" % client.cookies["session"]}))
+    )
+    assert english["The message is empty."] == "The message is empty."
+
+
+@pytest.mark.gen_test
+async def test_chat_frames_stay_english(http_server, client, base_url):
+    """The socket's frames are the same whatever the page's language: the page translates them."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    await client.register("alice", "correct horse")
+    client.cookies["lang"] = "zh_CN"
+    cookie = "; ".join("%s=%s" % kv for kv in client.cookies.items())
+    request = HTTPRequest(
+        base_url.replace("http://", "ws://") + "/chat/ws",
+        headers={"Cookie": cookie, "Accept-Language": "zh-CN"},
+    )
+    ws = await websocket_connect(request)
+    try:
+        for _ in range(2):  # history, presence
+            await asyncio.wait_for(ws.read_message(), 5)
+        ws.write_message(json.dumps({"body": "x" * 2001}))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.read_message(), 5))
+            if frame["type"] == "error":
+                break
+        assert frame == {"type": "error", "message": "A message is at most 2000 characters."}
+        table = chat_error_table(text(await client.get("/chat")))
+        assert table[frame["message"]] == "一条消息最多 2000 个字符。"
+    finally:
+        ws.close()

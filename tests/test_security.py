@@ -335,6 +335,7 @@ async def test_every_template_rendered_and_every_form_has_xsrf(app, client, make
     await visit(client, "new story", "/story/new")
     await visit(client, "new story with errors", "/story/new", 400, "POST", {"title": "", "body": ""})
     await visit(client, "edit story", "/story/%d/edit" % story_id)
+    await visit(client, "chat", "/chat")
     await visit(client, "error page", "/nothing-here", 404)
 
     counts = {label: assert_post_forms_have_xsrf(body, label) for label, body in pages}

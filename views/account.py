@@ -61,6 +61,7 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
             return await self.show(errors=errors, status=400)
         ended = await self.users.change_password(user["id"], await self.passwords.hash(password))
         await self.log_in(user["id"])  # this browser goes on with a new session token
+        self.application.chat.session_ended(user["id"])  # chat tabs of the ended sessions close
         revoked = max(0, ended - 1)
         message = self.locale.translate(
             "Password changed. %(count)d other session signed out.",
@@ -80,6 +81,7 @@ class SessionRevokeHandler(BaseHandler):
         user = self.current_user
         if self.get_body_argument("all", ""):
             await sessions.revoke_all_for(user["id"])
+            self.application.chat.session_ended(user["id"])
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash(self.locale.translate("You are signed out everywhere."))
             return self.redirect(self.reverse_url("login"))
@@ -88,6 +90,7 @@ class SessionRevokeHandler(BaseHandler):
             user["id"], int(raw)
         ):
             raise tornado.web.HTTPError(400, reason="No such session")
+        self.application.chat.session_ended(user["id"])
         if int(raw) == user["session_id"]:
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash(self.locale.translate("This session is signed out."))

@@ -113,6 +113,8 @@ class LogoutHandler(BaseHandler):
         token = self.session_token()
         if token:
             await self.application.sessions.delete_token(token)
+        if self.current_user:
+            self.application.chat.session_ended(self.current_user["id"])  # its chat tabs close
         self.clear_cookie(SESSION_COOKIE)
         self.set_flash(self.locale.translate("You are signed out."))
         self.redirect(self.reverse_url("index"))
