@@ -231,6 +231,21 @@ async def test_switcher_for_a_visitor(client):
 
 
 @pytest.mark.gen_test
+async def test_switcher_on_a_page_that_answered_a_post_returns_to_the_form(client, base_url):
+    await client.register("alice", "correct horse")
+    r = await client.post(
+        "/account/password",
+        {"current": "wrong", "password": "x", "confirm": "y"},
+        headers={"Referer": base_url + "/account?tab=1"},
+    )
+    assert r.code == 400 and 'name="back" value="/account?tab=1"' in text(r)
+    r = await client.post(
+        "/account/password", {"current": "wrong"}, headers={"Referer": "http://evil.example/x"}
+    )
+    assert 'name="back" value="/"' in text(r)
+
+
+@pytest.mark.gen_test
 @pytest.mark.parametrize("back", ["//evil.example/", "https://evil.example/", "", "/\\evil.example"])
 async def test_switcher_returns_only_to_this_site(client, back):
     r = await client.post("/lang", {"lang": "zh_CN", "back": back})

@@ -10,6 +10,7 @@ untranslated.
 
 import http.client
 import os
+import urllib.parse
 
 import tornado.locale
 from tornado.escape import xhtml_escape
@@ -131,6 +132,17 @@ def link(href, text):
     return '<a href="%s">%s</a>' % (xhtml_escape(href), xhtml_escape(text))
 
 
+def back_url(request):
+    """Where the switcher returns: this page, or for a page that answered a POST (a form with
+    errors), the page the form was on (its Referer on this host); GET must work there."""
+    if request.method in ("GET", "HEAD"):
+        return request.uri
+    parts = urllib.parse.urlsplit(request.headers.get("Referer", ""))
+    if parts.netloc == request.host and parts.path:
+        return parts.path + ("?" + parts.query if parts.query else "")
+    return "/"
+
+
 def namespace(handler):
     """What the templates get besides Tornado's own `_` and `locale`."""
     locale = handler.locale
@@ -138,6 +150,7 @@ def namespace(handler):
         html_lang=HTML_LANG.get(locale.code, "en"),
         languages=LOCALES,
         html_lang_of=HTML_LANG.get,
+        back_url=back_url(handler.request),
         date_text=lambda value, time=True: date_text(locale, value, time),
         size_text=lambda size: size_text(locale, size),
         markup=markup,
