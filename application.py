@@ -20,7 +20,22 @@ from models.stories import Stories
 from models.throttle import LoginThrottle
 from models.tokens import ApiTokens
 from models.users import Users
-from views import account, api, auth, base, chat, feed, health, index, modules, stories, tokens, uploads
+from views import (
+    account,
+    api,
+    auth,
+    base,
+    chat,
+    feed,
+    health,
+    i18n,
+    index,
+    lang,
+    modules,
+    stories,
+    tokens,
+    uploads,
+)
 
 access_log = logging.getLogger("tornado.access")
 
@@ -88,6 +103,7 @@ class Application(tornado.web.Application):
     def __init__(self, db_settings=None, pool_size=None, **overrides):
         db_settings = db_settings or config.mysql_settings()
         settings = config.settings(**overrides)
+        i18n.load()  # locale/*.csv, once per process
         self.db = Database(
             **db_settings,
             pool_size=pool_size or config.options.mysql_pool_size,
@@ -134,6 +150,7 @@ class Application(tornado.web.Application):
             # pages
             url(r"/", index.IndexHandler, story, name="index"),
             url(r"/theme", index.ThemeHandler, name="theme"),
+            url(r"/lang", lang.LangHandler, name="lang"),
             # stories
             url(r"/story/new", stories.StoryNewHandler, story, name="story_new"),
             url(r"/story/([0-9]{1,10})", stories.StoryHandler, story, name="story"),

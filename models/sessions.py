@@ -28,7 +28,7 @@ class Sessions:
     async def lookup(self, token):
         """The live session and its member for a token, or None. Slides the expiry once a minute."""
         row = await self.db.fetch_one(
-            "SELECT s.id AS session_id, s.user_id AS id, u.username,"
+            "SELECT s.id AS session_id, s.user_id AS id, u.username, u.locale,"
             " TIMESTAMPDIFF(SECOND, s.last_seen, NOW()) AS idle"
             " FROM sessions s JOIN users u ON u.id = s.user_id"
             " WHERE s.token_hash = %s AND s.expires_at > NOW()",

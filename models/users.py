@@ -60,7 +60,8 @@ class Users:
 
     async def by_username(self, username):
         return await self.db.fetch_one(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = %s", (username,)
+            "SELECT id, username, password_hash, created_at, locale FROM users WHERE username = %s",
+            (username,),
         )
 
     async def by_id(self, user_id):
@@ -78,3 +79,7 @@ class Users:
             return cur.rowcount
 
         return await self.db.transaction(change)
+
+    async def set_locale(self, user_id, code):
+        """Save the member's language (a code from views.i18n.LOCALES, or None to forget it)."""
+        await self.db.execute("UPDATE users SET locale = %s WHERE id = %s", (code, user_id))

@@ -339,8 +339,8 @@ async def test_every_template_rendered_and_every_form_has_xsrf(app, client, make
     await visit(client, "error page", "/nothing-here", 404)
 
     counts = {label: assert_post_forms_have_xsrf(body, label) for label, body in pages}
-    assert counts["edit story"] == 4  # edit, delete, logout, theme
-    assert counts["index, logged in"] == 2  # logout, theme
+    assert counts["edit story"] == 5  # edit, delete, logout, theme, language
+    assert counts["index, logged in"] == 3  # logout, theme, language
     assert counts["account"] >= 4  # revoke one, revoke all, password, theme, logout
     assert "story-card" in dict(pages)["index, anonymous"]
 

@@ -28,7 +28,7 @@ class AccountPageMixin:
             new_token=new_token,
             new_token_name=new_token_name,
             values=values or {},
-            field_errors=errors or {},
+            field_errors={k: self.locale.translate(v) for k, v in (errors or {}).items()},
         )
 
 
@@ -50,7 +50,8 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
         attempt, wait = await self.throttle.begin(me["username"], ip)
         if not attempt:
             self.set_header("Retry-After", str(wait))
-            return await self.show(errors={"current": too_many_attempts_message(wait)}, status=429)
+            errors = {"current": too_many_attempts_message(wait, self.locale)}
+            return await self.show(errors=errors, status=429)
         user = await self.users.by_id(me["id"])
         if not current or not await self.passwords.verify(user["password_hash"], current):
             errors["current"] = MESSAGES["current_wrong"]
@@ -62,8 +63,12 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
         await self.log_in(user["id"])  # this browser goes on with a new session token
         self.application.chat.session_ended(user["id"])  # chat tabs of the ended sessions close
         revoked = max(0, ended - 1)
-        plural = "" if revoked == 1 else "s"
-        self.set_flash("Password changed. %d other session%s signed out." % (revoked, plural))
+        message = self.locale.translate(
+            "Password changed. %(count)d other session signed out.",
+            "Password changed. %(count)d other sessions signed out.",
+            revoked,
+        )
+        self.set_flash(message % {"count": revoked})
         self.redirect(self.reverse_url("account"))
 
 
@@ -78,7 +83,7 @@ class SessionRevokeHandler(BaseHandler):
             await sessions.revoke_all_for(user["id"])
             self.application.chat.session_ended(user["id"])
             self.clear_cookie(SESSION_COOKIE)
-            self.set_flash("You are signed out everywhere.")
+            self.set_flash(self.locale.translate("You are signed out everywhere."))
             return self.redirect(self.reverse_url("login"))
         raw = self.get_body_argument("session", "")
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not await sessions.revoke(
@@ -88,7 +93,7 @@ class SessionRevokeHandler(BaseHandler):
         self.application.chat.session_ended(user["id"])
         if int(raw) == user["session_id"]:
             self.clear_cookie(SESSION_COOKIE)
-            self.set_flash("This session is signed out.")
+            self.set_flash(self.locale.translate("This session is signed out."))
             return self.redirect(self.reverse_url("login"))
-        self.set_flash("Session signed out.")
+        self.set_flash(self.locale.translate("Session signed out."))
         self.redirect(self.reverse_url("account"))

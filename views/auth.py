@@ -1,6 +1,7 @@
 """Register, log in, log out."""
 
 from models.users import TooManyRegistrations, UsernameTaken
+from views import i18n
 from views.base import SESSION_COOKIE, BaseHandler
 from views.forms import MESSAGES, registration_errors
 
@@ -41,12 +42,16 @@ class RegisterHandler(BaseHandler):
             errors["username"] = MESSAGES["username_taken"]
             return self.render_form("register.html", values, errors)
         await self.log_in(user_id)
-        self.set_flash("Welcome, %s! Your account is ready." % username)
+        if i18n.chosen(self):  # a visitor who picked a language keeps it as a member
+            await self.users.set_locale(user_id, i18n.chosen(self))
+        _ = self.locale.translate
+        self.set_flash(_("Welcome, %(name)s! Your account is ready.") % {"name": username})
         self.redirect(self.reverse_url("index"))
 
     def too_many(self, values):
         self.set_header("Retry-After", "3600")
-        errors = {"form": "Too many accounts were made from your address. Try again in an hour."}
+        _ = self.locale.translate
+        errors = {"form": _("Too many accounts were made from your address. Try again in an hour.")}
         self.render_form("register.html", values, errors, status=429)
 
 
@@ -58,7 +63,7 @@ class LoginHandler(BaseHandler):
 
     def too_many_attempts(self, wait, values):
         self.set_header("Retry-After", str(wait))
-        errors = {"form": too_many_attempts_message(wait)}
+        errors = {"form": too_many_attempts_message(wait, self.locale)}
         self.render_form("login.html", values, errors, status=429)
 
     def get(self):
@@ -89,13 +94,18 @@ class LoginHandler(BaseHandler):
             return self.render_form("login.html", values, errors)
         await self.throttle.succeeded(username, ip)
         await self.log_in(user["id"])
-        self.set_flash("Signed in as %s." % user["username"])
+        i18n.adopt(self, user["locale"])
+        self.set_flash(self.locale.translate("Signed in as %(name)s.") % {"name": user["username"]})
         self.redirect(self.next_url())
 
 
-def too_many_attempts_message(wait):
+def too_many_attempts_message(wait, locale):
     minutes = (wait + 59) // 60
-    return "Too many failed attempts. Try again in %d minute%s." % (minutes, "" if minutes == 1 else "s")
+    return locale.translate(
+        "Too many failed attempts. Try again in %(minutes)d minute.",
+        "Too many failed attempts. Try again in %(minutes)d minutes.",
+        minutes,
+    ) % {"minutes": minutes}
 
 
 class LogoutHandler(BaseHandler):
@@ -106,5 +116,5 @@ class LogoutHandler(BaseHandler):
         if self.current_user:
             self.application.chat.session_ended(self.current_user["id"])  # its chat tabs close
         self.clear_cookie(SESSION_COOKIE)
-        self.set_flash("You are signed out.")
+        self.set_flash(self.locale.translate("You are signed out."))
         self.redirect(self.reverse_url("index"))

@@ -1,11 +1,12 @@
 """BaseHandler: security headers, the session behind `current_user`, flash messages, error pages."""
 
-import http.client
 import traceback
 import urllib.parse
 
 import tornado.web
 from tornado.log import app_log, gen_log
+
+from views import i18n
 
 SESSION_COOKIE = "session"
 FLASH_COOKIE = "flash"
@@ -117,6 +118,12 @@ class PageMixin:
     def get_login_url(self):
         return self.reverse_url("login")
 
+    def get_user_locale(self):
+        return i18n.user_locale(self)
+
+    def get_browser_locale(self, default=i18n.DEFAULT):
+        return i18n.browser_locale(self, default)
+
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
         theme = self.get_cookie("theme")
@@ -127,6 +134,7 @@ class PageMixin:
             values={},
             index_url=self.index_url,
         )
+        namespace.update(i18n.namespace(self))
         return namespace
 
     # --- errors ---------------------------------------------------------------------------
@@ -167,6 +175,9 @@ class PageMixin:
             message = "This form has expired or came from another site. Reload the page and try again."
         elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
             message = exc[1].reason + "."
+        # The English messages are the catalogue's keys (a reason it lacks stays English).
+        translate = self.locale.translate
+        message = translate(message)
         trace = None
         if self.settings.get("serve_traceback") and exc:
             trace = "".join(traceback.format_exception(*exc))
@@ -174,7 +185,7 @@ class PageMixin:
             self.render(
                 "error.html",
                 status_code=status_code,
-                title=http.client.responses.get(status_code, "Error"),
+                title=translate(i18n.status_title(status_code)),
                 message=message,
                 trace=trace,
             )
@@ -236,6 +247,7 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
     def render_form(self, template, values, errors, status=400, **kwargs):
         """Re-render a form with the user's values and a message per bad field."""
         self.set_status(status)
+        errors = {field: self.locale.translate(message) for field, message in errors.items()}
         self.render(template, values=values, field_errors=errors, **kwargs)
 
     def int_argument(self, name, default, low=1, high=100000):

@@ -21,7 +21,7 @@ class IndexHandler(BaseHandler):
                 page=1,
                 query=query[:SEARCH_MAX],
                 has_next=False,
-                search_error=MESSAGES["search_long"] % SEARCH_MAX,
+                search_error=self.locale.translate(MESSAGES["search_long"]) % SEARCH_MAX,
             )
         rows, has_next = await self.stories.page(page, query)
         self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)

@@ -51,12 +51,12 @@ class StoryBaseHandler(BaseHandler):
             except TooMuchMarkup:
                 errors = {"body": MESSAGES["body_markup"]}
             except AlreadyPublished as e:  # a double submit: show the story the first one made
-                self.set_flash("This story was already published.")
+                self.set_flash(self.locale.translate("This story was already published."))
                 self.redirect(self.reverse_url("story", e.story_id))
                 return None
             except TooManyStories as e:
                 self.set_header("Retry-After", str(e.retry_after))
-                message = MESSAGES["stories_per_hour"] % {
+                message = self.locale.translate(MESSAGES["stories_per_hour"]) % {
                     "limit": self.settings["stories_per_hour"],
                     "minutes": math.ceil(e.retry_after / 60),
                 }
@@ -99,7 +99,7 @@ class StoryNewHandler(StoryBaseHandler):
     async def post(self):
         story_id = await self.save()
         if story_id:
-            self.set_flash("Story published.")
+            self.set_flash(self.locale.translate("Story published."))
             self.redirect(self.reverse_url("story", story_id))
 
 
@@ -113,7 +113,7 @@ class StoryEditHandler(StoryBaseHandler):
     async def post(self, story_id):
         story = await self.get_story(story_id, check_owner=True)
         if await self.save(story):
-            self.set_flash("Story saved.")
+            self.set_flash(self.locale.translate("Story saved."))
             self.redirect(self.reverse_url("story", story["id"]))
 
 
@@ -122,5 +122,5 @@ class StoryDeleteHandler(StoryBaseHandler):
     async def post(self, story_id):
         story = await self.get_story(story_id, check_owner=True)
         await self.stories.delete(story["id"], self.current_user["id"])
-        self.set_flash("Story deleted.")
+        self.set_flash(self.locale.translate("Story deleted."))
         self.redirect(self.reverse_url("index"))

@@ -18,7 +18,7 @@ class TokenCreateHandler(AccountPageMixin, BaseHandler):
         try:
             token = await self.application.tokens.create(self.current_user["id"], name[:NAME_MAX])
         except TooManyTokens:
-            errors = {"name": "You have 20 tokens: revoke one first."}
+            errors = {"name": self.locale.translate("You have 20 tokens: revoke one first.")}
             return await self.show(values={"name": name}, errors=errors, status=400)
         await self.show(new_token=token, new_token_name=name, status=201)
 
@@ -31,5 +31,5 @@ class TokenRevokeHandler(BaseHandler):
             raw.isascii() and raw.isdigit() and len(raw) <= 10
         ) or not await self.application.tokens.revoke(self.current_user["id"], int(raw)):
             raise tornado.web.HTTPError(400, reason="No such token")
-        self.set_flash("Token revoked: it no longer works.")
+        self.set_flash(self.locale.translate("Token revoked: it no longer works."))
         self.redirect(self.reverse_url("account"))

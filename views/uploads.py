@@ -7,6 +7,7 @@ size, content type) is checked in `prepare()`, before a byte is stored.
 """
 
 import copy
+import re
 
 import tornado.ioloop
 import tornado.web
@@ -14,12 +15,16 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.attachments import UploadError, content_disposition, human_size, is_inline
+from views import i18n
 from views.base import ERROR_MESSAGES, BaseHandler, StaticFileHandler
 from views.stories import MAX_ID
 
 READ_CHUNK = 1024 * 1024  # see read_in_large_chunks()
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and part headers on top of the files themselves
 FIELD = "files"
+# Messages of models/attachments.py with a value in them, recognised to be translated.
+TOO_LARGE_RE = re.compile(r"That upload is too large: the limit is (?P<limit>.+)\.")
+TOO_MANY_RE = re.compile(r"At most (?P<count>[0-9]+) files can be uploaded at once\.")
 
 
 def describe(handler, row):
@@ -28,7 +33,7 @@ def describe(handler, row):
         id=row["id"],
         filename=row["filename"],
         size=row["size"],
-        size_human=human_size(row["size"]),
+        size_human=i18n.size_text(handler.locale, row["size"]),  # shown by the page script
         content_type=row["content_type"],
         sha256=row["sha256"],
         url=handler.reverse_url("attachment", row["id"]),
@@ -60,26 +65,27 @@ class UploadHandler(BaseHandler):
         # Tornado has already checked the XSRF token (header or query argument) and the Origin.
         await super().prepare()
         if not self.current_user:
-            self.error_message = "Log in to attach files."
+            self.error_message = self.locale.translate("Log in to attach files.")
             raise tornado.web.HTTPError(403)
         story_id = int(self.path_args[0])
         story = await self.stories.get(story_id) if story_id <= MAX_ID else None
         if story is None:
             raise tornado.web.HTTPError(404)
         if story["user_id"] != self.current_user["id"]:
-            self.error_message = "Only the story's author can attach files to it."
+            self.error_message = self.locale.translate("Only the story's author can attach files to it.")
             raise tornado.web.HTTPError(403)
         self.story = story
 
         limit = self.attachments.max_upload_bytes + ENVELOPE_BYTES
         length = self.request.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            self.error_message = self.attachments.too_large_message()
+            self.error_message = self.too_large_text()
             raise tornado.web.HTTPError(413)
         ctype, params = parse_options_header(self.request.headers.get("Content-Type", ""))
         boundary = params.get(b"boundary", b"")
         if ctype != b"multipart/form-data" or not 1 <= len(boundary) <= 70:
-            self.error_message = "Send the files as multipart/form-data (an upload form)."
+            _ = self.locale.translate
+            self.error_message = _("Send the files as multipart/form-data (an upload form).")
             raise tornado.web.HTTPError(400)
 
         self.max_body = limit
@@ -159,11 +165,12 @@ class UploadHandler(BaseHandler):
         self.body_bytes += len(chunk)
         try:
             if self.body_bytes > self.max_body:
-                raise UploadError(413, self.attachments.too_large_message())
+                raise UploadError(413, self.too_large_text())
             try:
                 self.parser.write(chunk)
             except FormParserError:
-                raise UploadError(400, "The upload was not valid multipart/form-data.") from None
+                message = self.locale.translate("The upload was not valid multipart/form-data.")
+                raise UploadError(400, message) from None
             await self.upload.flush()
         except UploadError as e:
             await self.fail(e.status, e.message)
@@ -173,7 +180,7 @@ class UploadHandler(BaseHandler):
         body is never read)."""
         await self.upload.discard()
         if not self._finished:
-            self.error_message = message
+            self.error_message = self.translate_message(message)
             self.send_error(status)
 
     def on_connection_close(self):
@@ -187,27 +194,49 @@ class UploadHandler(BaseHandler):
         self.body_done = True
         self.parser.finalize()
         if not self.complete:
-            return await self.fail(400, "The upload was incomplete.")
+            return await self.fail(400, self.locale.translate("The upload was incomplete."))
         if not self.upload.files:
             await self.upload.discard()
             if self.wants_json():
-                self.error_message = "Choose at least one file."
+                self.error_message = self.locale.translate("Choose at least one file.")
                 raise tornado.web.HTTPError(400)
-            self.set_flash("Choose at least one file to attach.")
+            self.set_flash(self.locale.translate("Choose at least one file to attach."))
             return self.redirect(self.reverse_url("story", self.story["id"]))
         try:
             rows = await self.upload.commit(self.story["id"], self.current_user["id"])
         except UploadError as e:
-            self.error_message = e.message
+            self.error_message = self.translate_message(e.message)
             raise tornado.web.HTTPError(e.status) from None
         if self.wants_json():
             self.set_status(201)
             return self.finish({"items": [describe(self, row) for row in rows]})
         count = len(rows)
-        self.set_flash("%d file%s attached." % (count, "" if count == 1 else "s"))
+        message = self.locale.translate("%(count)d file attached.", "%(count)d files attached.", count)
+        self.set_flash(message % {"count": count})
         self.redirect(self.reverse_url("story", self.story["id"]) + "#attachments")
 
     # --- errors ---------------------------------------------------------------------------------
+
+    def too_large_text(self, limit_text=None):
+        limit = limit_text or human_size(self.attachments.max_upload_bytes)
+        return self.locale.translate("That upload is too large: the limit is %(limit)s.") % {"limit": limit}
+
+    def translate_message(self, message):
+        """A message from models/attachments.py (English, some with a number in it) in the
+        reader's language."""
+        match = TOO_LARGE_RE.fullmatch(message)
+        if match:
+            return self.too_large_text(limit_text=match["limit"])
+        match = TOO_MANY_RE.fullmatch(message)
+        if match:
+            count = int(match["count"])
+            text = self.locale.translate(
+                "At most %(count)d file can be uploaded at once.",
+                "At most %(count)d files can be uploaded at once.",
+                count,
+            )
+            return text % {"count": count}
+        return self.locale.translate(message)
 
     def write_error(self, status_code, **kwargs):
         message = self.error_message
@@ -217,7 +246,7 @@ class UploadHandler(BaseHandler):
             return self.render(
                 "error.html",
                 status_code=status_code,
-                title=self._reason,
+                title=self.locale.translate(i18n.status_title(status_code, self._reason)),
                 message=message,
                 trace=None,
             )
@@ -228,6 +257,7 @@ class UploadHandler(BaseHandler):
                 message = "This page has expired or came from another site. Reload it and try again."
             else:
                 message = ERROR_MESSAGES.get(status_code, self._reason)
+            message = self.locale.translate(message)
         self.finish({"error": {"status": status_code, "message": message}})
 
 

@@ -14,6 +14,20 @@
   var delay = 500;  // ms before the next reconnect; doubles up to 15 s
   var online = [];
   var stopped = false;
+  var count = document.getElementById("chat-count");
+  var pageLang = document.documentElement.lang || undefined;
+  // The page's words come from data-text-* attributes (translated by the server; no inline script
+  // under the CSP), {name} filled in here as text. Error frames stay English on the wire and are
+  // looked up in data-text-errors (English → the page's language).
+  var errorTexts = {};
+  try { errorTexts = JSON.parse(root.getAttribute("data-text-errors") || "{}"); } catch (e) { /* keep {} */ }
+
+  function text(key, values) {
+    var template = root.getAttribute("data-text-" + key) || "";
+    return template.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole;
+    });
+  }
 
   function setStatus(text, bad) {
     statusLine.textContent = text;
@@ -24,8 +38,8 @@
     var t = document.createElement("time");
     var d = new Date(iso);
     t.dateTime = iso;
-    t.textContent = isNaN(d) ? "" : d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
-    t.title = isNaN(d) ? "" : d.toLocaleString();
+    t.textContent = isNaN(d) ? "" : d.toLocaleTimeString(pageLang, {hour: "2-digit", minute: "2-digit"});
+    t.title = isNaN(d) ? "" : d.toLocaleString(pageLang);
     return t;
   }
 
@@ -66,6 +80,7 @@
       li.textContent = name;
       users.appendChild(li);
     });
+    if (count) { count.textContent = text(online.length === 1 ? "online-one" : "online-many", {count: online.length}); }
   }
 
   function onFrame(event) {
@@ -82,35 +97,35 @@
       showUsers();
     } else if (f.type === "join") {
       if (online.indexOf(f.user) < 0) { online.push(f.user); online.sort(); showUsers(); }
-      showNotice(f.user + " joined", "notice", f.at);
+      showNotice(text("joined", {user: f.user}), "notice", f.at);
     } else if (f.type === "leave") {
       online = online.filter(function (n) { return n !== f.user; });
       showUsers();
-      showNotice(f.user + " left", "notice", f.at);
+      showNotice(text("left", {user: f.user}), "notice", f.at);
     } else if (f.type === "error") {
-      showNotice(f.message, "error");
+      showNotice(Object.prototype.hasOwnProperty.call(errorTexts, f.message) ? errorTexts[f.message] : f.message, "error");
     }
   }
 
   function connect() {
-    setStatus(delay > 500 ? "Reconnecting…" : "Connecting…", delay > 500);
+    setStatus(text(delay > 500 ? "reconnecting" : "connecting"), delay > 500);
     socket = new WebSocket(url);
     socket.onopen = function () {
       delay = 500;
-      setStatus("Connected");
+      setStatus(text("connected"));
     };
     socket.onmessage = onFrame;
     socket.onclose = function (e) {
       socket = null;
       if (e.code === 4001) {  // the session ended: reconnecting would be refused
         stopped = true;
-        setStatus("You are signed out. Log in again to chat.", true);
+        setStatus(text("signed-out"), true);
         return;
       }
       if (stopped) { return; }
       var wait = delay * (0.75 + Math.random() / 2);
       delay = Math.min(delay * 2, 15000);
-      setStatus("Reconnecting…", true);
+      setStatus(text("reconnecting"), true);
       setTimeout(connect, wait);
     };
   }
@@ -120,7 +135,7 @@
     var text = input.value.trim();
     if (!text) { return; }
     if (!socket || socket.readyState !== WebSocket.OPEN) {
-      setStatus("Not connected: your message is kept until the chat is back.", true);
+      setStatus(text("not-connected"), true);
       return;  // the input keeps the text
     }
     socket.send(JSON.stringify({body: text}));

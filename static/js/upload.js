@@ -13,8 +13,17 @@
   var button = form.querySelector("button[type=submit]");
   var maxHuman = form.getAttribute("data-max-human");
 
+  // The page's words come from data-text-* attributes on the form (translated by the server; no
+  // inline script under the CSP); {name} placeholders are filled in here, as text.
+  function text(key, values) {
+    var template = form.getAttribute("data-text-" + key) || "";
+    return template.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole;
+    });
+  }
+
   function human(n) {
-    if (n < 1024) return n + (n === 1 ? " byte" : " bytes");
+    if (n < 1024) return text(n === 1 ? "byte" : "bytes", {n: Math.round(n)});
     var units = ["KB", "MB", "GB", "TB"];
     for (var i = 0; i < units.length; i++) {
       n /= 1024;
@@ -65,19 +74,19 @@
       var body = JSON.parse(xhr.responseText);
       if (body && body.error && body.error.message) return body.error.message;
     } catch (e) { /* not JSON: fall through */ }
-    if (xhr.status === 413) return "That upload is too large: the limit is " + maxHuman + ".";
-    return "The upload failed (HTTP " + xhr.status + ").";
+    if (xhr.status === 413) return text("too-large-limit");
+    return text("failed", {status: xhr.status});
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var files = input.files;
-    if (!files || files.length === 0) { say("Choose at least one file.", true); return; }
+    if (!files || files.length === 0) { say(text("choose"), true); return; }
     var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
     var total = 0;
     for (var i = 0; i < files.length; i++) total += files[i].size;
     if (total > maxBytes) {
-      say("That upload is too large (" + human(total) + "): the limit is " + maxHuman + ".", true);
+      say(text("too-large", {size: human(total), limit: maxHuman}), true);
       return;
     }
     var data = new FormData(form);
@@ -90,13 +99,13 @@
     bar.hidden = false;
     bar.value = 0;
     button.disabled = true;
-    say("Uploading…");
+    say(text("uploading"));
     xhr.upload.addEventListener("progress", function (e) {
       if (!e.lengthComputable) return;
       var percent = Math.floor((e.loaded / e.total) * 100);
       var seconds = Math.max((Date.now() - started) / 1000, 0.001);
       bar.value = percent;
-      say(percent + " % · " + human(e.loaded) + " of " + human(e.total) + " · " + human(e.loaded / seconds) + "/s");
+      say(text("progress", {percent: percent, loaded: human(e.loaded), total: human(e.total), speed: human(e.loaded / seconds)}));
     });
     xhr.addEventListener("load", function () {
       button.disabled = false;
@@ -105,8 +114,8 @@
         items.forEach(addItem);
         bar.value = 100;
         var seconds = Math.max((Date.now() - started) / 1000, 0.001);
-        say("100 % · " + items.length + (items.length === 1 ? " file" : " files") + " attached (" +
-            human(total) + " at " + human(total / seconds) + "/s).");
+        say(text(items.length === 1 ? "done-one" : "done-many",
+                 {count: items.length, size: human(total), speed: human(total / seconds)}));
         form.reset();
       } else {
         bar.hidden = true;
@@ -116,8 +125,7 @@
     xhr.addEventListener("error", function () {
       button.disabled = false;
       bar.hidden = true;
-      say("The upload failed: the connection was closed. Check your network (and that the files are under " +
-          maxHuman + ") and try again.", true);
+      say(text("network", {limit: maxHuman}), true);
     });
     xhr.send(data);
   });
