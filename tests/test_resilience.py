@@ -253,6 +253,35 @@ def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script
         assert "slow.bin" in page
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: while draining, server.py keeps serving keep-alive connections without "
+    "'Connection: close', waits until in_flight is empty for a moment, then close_all_connections() "
+    "cuts them: the request each client had just sent is never answered (wrk: one read error a "
+    "connection; nginx retries such a GET on another backend, not a POST)",
+)
+def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(status_script):
+    """What a graceful stop owes keep-alive clients (nginx's upstream keepalive is one): every
+    response the server logged reaches the client, and no request sent on a kept-alive connection
+    is left without an answer (the last answer says Connection: close); wrk's "read" errors count
+    requests sent on a connection that was then closed without an answer."""
+    with sp.running_server(DB) as (server, port):
+        wrk = Wrk(status_script, port, "/login", seconds=4, connections=8)
+        try:
+            time.sleep(1.0)
+            server.send(signal.SIGTERM)
+            assert server.wait(20) == 0
+            statuses, errors, out = wrk.result()
+        finally:
+            wrk.kill()
+        answered = server.stderr.count("200 GET /login")
+        print(
+            "keep-alive drain: server answered %d, wrk received %s, errors %s" % (answered, statuses, errors)
+        )
+        assert statuses.get(200) == answered, (answered, out)
+        assert errors.get("read") == 0, out
+
+
 # --- (c) --processes=2, one child killed with SIGKILL -----------------------------------------------------
 
 
