@@ -99,12 +99,8 @@ class Application(tornado.web.Application):
         self.sessions = Sessions(self.db, days=settings["session_days"])
         self.render_executor = ThreadPoolExecutor(1, thread_name_prefix="markdown")
         self.attachments = Attachments(self.db, settings["upload_dir"], settings["max_upload_mb"])
-        self.stories = Stories(
-            self.db,
-            self.render_executor,
-            Versioned(ttl=settings["page_cache_seconds"]),
-            attachments=self.attachments,
-        )
+        self.page_cache = Versioned(ttl=settings["page_cache_seconds"])
+        self.stories = Stories(self.db, self.render_executor, self.page_cache, attachments=self.attachments)
         self.throttle = LoginThrottle(self.db)
         self.tokens = ApiTokens(self.db)
         self.previews = LinkPreviews(
@@ -124,7 +120,10 @@ class Application(tornado.web.Application):
             bus,
             ping_interval=settings["websocket_ping_interval"],
             ping_timeout=settings["websocket_ping_timeout"],
+            on_cache_event=self.page_cache.changed_elsewhere,
         )
+        # Story writes empty the page cache of the other machines too (through Redis when set).
+        self.page_cache.announce = lambda: bus.publish({"type": "cache"})
 
         acct = dict(users=self.users, passwords=self.passwords)
         story = dict(stories=self.stories)

@@ -71,6 +71,12 @@ define(
     help="let link previews reach loopback/private addresses (tests only: this opens SSRF)",
 )
 define("redis_url", type=str, default="", help="Redis URL for chat pub/sub (empty = in-process bus)")
+define(
+    "page_cache_seconds",
+    type=float,
+    default=5.0,
+    help="how long the index and story pages may be served from memory (every write empties it)",
+)
 define("chat_redis_prefix", type=str, default="storyhouse", help="prefix of the chat's Redis channel, keys")
 define(
     "chat_trusted_origins",
@@ -160,7 +166,7 @@ def settings(**overrides):
         session_days=30,
         registrations_per_ip_hour=20,
         stories_per_hour=30,
-        page_cache_seconds=5.0,  # how long another machine may show a stale index (no shared version)
+        page_cache_seconds=options.page_cache_seconds,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

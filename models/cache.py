@@ -6,7 +6,9 @@ made under is still current, and for at most `ttl` seconds. The version lives:
 - in shared memory made before the fork (`share_across_forks`), with `--processes=N`, so a write in
   one process empties the cache of all of them at once: an author sees their story on the next
   page whichever process answers it;
-- on several machines there is no shared version: `ttl` bounds how stale another machine can be.
+- on other machines, through the Redis bus when `redis_url` is set: `announce` publishes each
+  bump and `changed_elsewhere` applies theirs; without Redis (or while it is away), `ttl` bounds
+  how stale another machine can be.
 """
 
 import asyncio
@@ -30,12 +32,19 @@ class Versioned:
         self._local = 0
         self._entries = collections.OrderedDict()  # key -> (version, expires, value), LRU order
         self._loading = {}  # (key, version) -> Future of the one read in progress
+        self.announce = None  # set by the Application: tell the other machines (the bus)
 
     def version(self):
         return _shared.value if _shared is not None else self._local
 
     def bump(self):
         """Call after every committed write the cached data could show."""
+        self.changed_elsewhere()
+        if self.announce is not None:
+            self.announce()
+
+    def changed_elsewhere(self):
+        """Empty this cache (a write here, or one announced by another machine)."""
         if _shared is not None:
             with _shared.get_lock():
                 _shared.value += 1

@@ -4,6 +4,7 @@ the page it shows."""
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -98,3 +99,22 @@ async def test_requests_that_miss_together_share_one_read():
     assert results == ["rows"] * 20 and len(reads) == 1
     cache.bump()  # a write: the next request reads again
     assert await cache.get_or_load("k", load) == "rows" and len(reads) == 2
+
+
+def test_a_write_on_one_machine_empties_the_cache_of_another_through_redis():
+    # Two separate servers (no shared memory between them, as on two machines) on one Redis; the
+    # cache would otherwise keep the old index for a minute.
+    extra = [
+        "--redis_url=redis://127.0.0.1:6379/0",
+        "--chat_redis_prefix=cachetest-%s" % uuid.uuid4().hex[:12],
+        "--page_cache_seconds=60",
+    ]
+    with sp.running_server(DB, extra=extra) as (_, port_a), sp.running_server(DB, extra=extra) as (_, port_b):
+        browser = sp.Browser(port_a)
+        browser.get("/register")
+        browser.post(
+            "/register", {"username": "twomachines", "password": "correct horse", "confirm": "correct horse"}
+        )
+        assert "Across machines" not in sp.get(port_b, "/").body.decode()  # B has the index cached
+        assert browser.post("/story/new", {"title": "Across machines", "body": "Body"}).status == 302
+        assert sp.wait_until(lambda: "Across machines" in sp.get(port_b, "/").body.decode(), 2)

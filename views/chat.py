@@ -71,8 +71,9 @@ def parse_frame(message):
 class Room:
     """The sockets of this process, by member; events out to them and to the bus."""
 
-    def __init__(self, messages, sessions, bus, ping_interval=0, ping_timeout=0):
+    def __init__(self, messages, sessions, bus, ping_interval=0, ping_timeout=0, on_cache_event=None):
         self.messages = messages
+        self.on_cache_event = on_cache_event  # a story written elsewhere: the page cache empties
         self.sessions = sessions
         self.bus = bus
         self.sockets = set()
@@ -173,6 +174,8 @@ class Room:
             self.broadcast(event, skip_user=event.get("user"))
         elif kind == "revoked":
             self._spawn(self._recheck(event.get("user_id")))
+        elif kind == "cache" and self.on_cache_event:  # never sent to clients
+            self.on_cache_event()
 
     def _spawn(self, coro):
         task = asyncio.ensure_future(coro)
