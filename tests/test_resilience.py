@@ -204,7 +204,7 @@ def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script
             + data
             + ("\r\n--%s--\r\n" % boundary).encode()
         )
-        wrk = Wrk(status_script, port, "/login", seconds=6)
+        wrk = Wrk(status_script, port, "/login", seconds=4)
         try:
             time.sleep(1.0)
             s = socket.create_connection(("127.0.0.1", port), timeout=20)
@@ -266,7 +266,7 @@ def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(status_scrip
     is left without an answer (the last answer says Connection: close); wrk's "read" errors count
     requests sent on a connection that was then closed without an answer."""
     with sp.running_server(DB) as (server, port):
-        wrk = Wrk(status_script, port, "/login", seconds=4, connections=8)
+        wrk = Wrk(status_script, port, "/login", seconds=3, connections=8)
         try:
             time.sleep(1.0)
             server.send(signal.SIGTERM)
