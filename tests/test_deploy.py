@@ -294,6 +294,24 @@ def test_upload_and_download_through_nginx(site):
         {"Content-Type": "multipart/form-data; boundary=" + boundary, "Accept": "application/json"},
     )
     assert r.status == 403
+    # Just over --max_upload_mb: the app's own 413 and sentence (nginx lets it through) ...
+    headers = {
+        "Content-Type": "multipart/form-data; boundary=" + boundary,
+        "X-XSRFToken": author.cookies["_xsrf"],
+        "Accept": "application/json",
+    }
+    over_app = author.fetch(
+        "POST",
+        story_path + "/attachments",
+        None,
+        dict(headers, **{"Content-Length": str(50 * 2**20 + 2**17)}),
+    )
+    assert over_app.status == 413 and "50 MB" in json.loads(over_app.body)["error"]["message"], over_app.text
+    # ... past client_max_body_size, nginx's 413 before the app sees anything.
+    over_nginx = author.fetch(
+        "POST", story_path + "/attachments", None, dict(headers, **{"Content-Length": str(52 * 2**20)})
+    )
+    assert over_nginx.status == 413 and "nginx" in over_nginx.text, over_nginx.text
 
 
 def cookie_header(cookies):
