@@ -122,6 +122,7 @@ class Application(tornado.web.Application):
             ping_timeout=settings["websocket_ping_timeout"],
             on_cache_event=self.page_cache.changed_elsewhere,
         )
+        self.attachments.on_change = self.previews.on_change = self.page_cache.bump
         # Story writes empty the page cache of the other machines too (through Redis when set).
         self.page_cache.announce = lambda: bus.publish({"type": "cache"})
 

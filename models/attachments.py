@@ -351,6 +351,7 @@ _COLUMNS = (
 class Attachments:
     def __init__(self, db, root, max_upload_mb, max_files=20, threads=4):
         self.db = db
+        self.on_change = None  # the Application's page cache, emptied when files are added
         self.root = os.path.abspath(root)
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self.max_files = max_files
@@ -418,7 +419,10 @@ class Attachments:
                 ids.append(cur.lastrowid)
             return ids
 
-        return await self.db.transaction(insert)
+        ids = await self.db.transaction(insert)
+        if ids and self.on_change:
+            self.on_change()
+        return ids
 
     @staticmethod
     def lock_story_files(cur, story_id):

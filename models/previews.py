@@ -305,6 +305,7 @@ class LinkPreviews:
         exempt=frozenset(),
     ):
         self.db = db
+        self.on_change = None  # the Application's page cache, emptied when a card is stored
         self.enabled = enabled
         self.allow_private = allow_private
         self.timeout = timeout
@@ -384,6 +385,8 @@ class LinkPreviews:
             " fetched_at = NOW()",
             (url_hash(url), url, ok, title, description, error),
         )
+        if self.on_change:
+            self.on_change()  # the story pages that show this card
 
     # --- the cache ---
 

@@ -70,10 +70,14 @@ class StoryHandler(StoryBaseHandler):
         story = await self.get_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        attachments, previews = await asyncio.gather(
-            self.application.attachments.for_story(story["id"]),
-            self.application.previews.cards_for(story["body_html"]),
-        )
+        app = self.application
+
+        async def extras():  # a list, so even a story without either is cached
+            return await asyncio.gather(
+                app.attachments.for_story(story["id"]), app.previews.cards_for(story["body_html"])
+            )
+
+        attachments, previews = await app.page_cache.get_or_load(("story_extras", story["id"]), extras)
         self.render("story.html", story=story, attachments=attachments, previews=previews)
 
 
