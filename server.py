@@ -290,9 +290,19 @@ async def serve(reuse_port):
         app.draining = True
         housekeeping.stop()
         server.stop()
+        # Every answer from now on says "Connection: close" and closes its connection, so a
+        # keep-alive client sends its next request elsewhere instead of into a closing socket.
+        server.conn_params.no_keep_alive = True
         deadline = time.monotonic() + options.shutdown_timeout
-        while app.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        quiet_since = None  # in_flight empty for 0.2 s: a request just arriving had its chance
+        while time.monotonic() < deadline:
+            if app.in_flight:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 0.2:
+                break
+            await asyncio.sleep(0.02)
         await app.close_websockets()
         deadline = time.monotonic() + 2  # let the clients answer the close (1001) handshake
         while app.websockets and time.monotonic() < deadline:
