@@ -78,7 +78,8 @@ class RequestTracker(tornado.httputil.HTTPMessageDelegate):
         self.request.body_too_large = False
         if not self.streams:
             length = headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > config.MAX_BODY_BYTES:
+            # isascii: "²".isdigit() is True, int("²") raises (Tornado itself answers it with 400).
+            if length.isascii() and length.isdigit() and int(length) > config.MAX_BODY_BYTES:
                 self.request.body_too_large = True
                 self.request.connection.set_max_body_size(self.DISCARD_LIMIT)
         return self.inner.headers_received(start_line, headers)

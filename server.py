@@ -261,6 +261,20 @@ def wake_loop_on_signals(loop):
     return rsock, wsock
 
 
+async def quiet(app, deadline):
+    """Wait until no request has been in flight for 0.2 s (a request just arriving has had its
+    chance), or until the deadline."""
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if app.in_flight:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.2:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def serve(reuse_port):
     from application import Application  # imported after the fork: nothing loop-bound before it
 
@@ -294,20 +308,14 @@ async def serve(reuse_port):
         # keep-alive client sends its next request elsewhere instead of into a closing socket.
         server.conn_params.no_keep_alive = True
         deadline = time.monotonic() + options.shutdown_timeout
-        quiet_since = None  # in_flight empty for 0.2 s: a request just arriving had its chance
-        while time.monotonic() < deadline:
-            if app.in_flight:
-                quiet_since = None
-            elif quiet_since is None:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= 0.2:
-                break
-            await asyncio.sleep(0.02)
+        await quiet(app, deadline)
         await app.close_websockets()
-        deadline = time.monotonic() + 2  # let the clients answer the close (1001) handshake
-        while app.websockets and time.monotonic() < deadline:
+        sockets_deadline = time.monotonic() + 2  # let the clients answer the close (1001) handshake
+        while app.websockets and time.monotonic() < sockets_deadline:
             await asyncio.sleep(0.05)
         await app.chat.stop()
+        # Keep-alive connections stayed open meanwhile: answer what came in on them, then close.
+        await quiet(app, max(deadline, time.monotonic() + 1))
         await server.close_all_connections()
         app.close()
     except Exception:

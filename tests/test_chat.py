@@ -266,6 +266,7 @@ BAD_FRAMES = [
     (json.dumps({"body": "x" * 2001}), "2000"),
     ('{"body": "\\ud800"}', "not valid"),
     (b"\x00\x01binary", "text frames"),
+    ("[" * 5000 + "]" * 5000, "JSON"),  # json.loads raises RecursionError, not ValueError
 ]
 
 

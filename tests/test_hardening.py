@@ -439,3 +439,18 @@ async def test_publishing_waits_for_the_members_row_lock(app, db_settings):
         assert caught.value.story_id == first
     finally:
         other.close()
+
+
+def test_a_content_length_that_is_not_ascii_digits_gets_a_400_not_a_traceback():
+    # "²".isdigit() is True but int("²") raises: once a traceback and no answer at all.
+    with sp.running_server(DB) as (server, port):
+        for length in ["\u00b2", "\u00b9", "1\u00b3", "-1", "1e9"]:  # headers are read as latin-1
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(
+                    b"POST /lang HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                    + length.encode("latin-1")
+                    + b"\r\n\r\nab"
+                )
+                answer = s.recv(200)
+            assert answer.startswith(b"HTTP/1.1 400"), (length, answer)
+        assert "Traceback" not in server.stderr

@@ -52,7 +52,7 @@ def parse_frame(message):
         return None, "Send text frames."
     try:
         data = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[… a thousand levels deep
         return None, "Frames must be JSON."
     if not isinstance(data, dict) or set(data) != {"body"} or not isinstance(data["body"], str):
         return None, 'Send {"body": "your message"}.'

@@ -78,7 +78,7 @@ class UploadHandler(BaseHandler):
 
         limit = self.attachments.max_upload_bytes + ENVELOPE_BYTES
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > limit):
             self.error_message = self.too_large_text()
             raise tornado.web.HTTPError(413)
         ctype, params = parse_options_header(self.request.headers.get("Content-Type", ""))
