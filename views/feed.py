@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import tornado.web
 
+from views.api import iso
 from views.base import BaseHandler
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -18,10 +19,6 @@ NOT_XML = re.compile(
 
 def text(value):
     return NOT_XML.sub("", value)
-
-
-def stamp(moment):
-    return moment.replace(tzinfo=datetime.UTC).isoformat()
 
 
 class FeedHandler(BaseHandler):
@@ -47,7 +44,7 @@ class FeedHandler(BaseHandler):
         self.sub(feed, "title", "Storyhouse")
         self.sub(feed, "subtitle", "The newest stories")
         self.sub(feed, "id", self.absolute(self.reverse_url("feed")))  # stable per site
-        self.sub(feed, "updated", stamp(max((r["created_at"] for r in rows), default=EPOCH)))
+        self.sub(feed, "updated", iso(max((r["created_at"] for r in rows), default=EPOCH)))
         self.sub(
             feed,
             "link",
@@ -64,8 +61,8 @@ class FeedHandler(BaseHandler):
             self.sub(entry, "title", row["title"], type="text")
             self.sub(entry, "id", url)
             self.sub(entry, "link", rel="alternate", type="text/html", href=url)
-            self.sub(entry, "published", stamp(row["created_at"]))
-            self.sub(entry, "updated", stamp(row["created_at"]))
+            self.sub(entry, "published", iso(row["created_at"]))
+            self.sub(entry, "updated", iso(row["created_at"]))
             self.sub(self.sub(entry, "author"), "name", row["author"])
             self.sub(entry, "summary", row["excerpt"], type="text")
         self.set_header("Content-Type", "application/atom+xml; charset=UTF-8")

@@ -11,6 +11,15 @@ class StoryCards(tornado.web.UIModule):
         return self.render_string("modules/story_cards.html", stories=stories)
 
 
+class RevokeForm(tornado.web.UIModule):
+    """A one-button POST form (XSRF included) that ends one thing: a session, an API token."""
+
+    def render(self, action, name, value, label):
+        return self.render_string(
+            "modules/revoke_form.html", action=action, name=name, value=value, label=label
+        )
+
+
 class Field(tornado.web.UIModule):
     """A labelled input with the user's value kept and its error message beside it."""
 
