@@ -8,6 +8,7 @@ files it made; what a crash leaves behind (temporary files, files without a row)
 """
 
 import asyncio
+import datetime
 import hashlib
 import logging
 import os
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import puremagic
 
 from models.db import DatabaseUnavailable
+from models.validate import valid_id
 
 log = logging.getLogger("storyhouse.attachments")
 
@@ -118,13 +120,23 @@ def human_size(size):
 # --- errors ------------------------------------------------------------------------------
 
 
-class UploadError(Exception):
-    """An upload refused or failed: `status` and a sentence for the user."""
+TOO_LARGE = "That upload is too large: the limit is %(limit)s."
+TOO_MANY = (
+    "At most %(count)d file can be uploaded at once.",
+    "At most %(count)d files can be uploaded at once.",
+)
 
-    def __init__(self, status, message):
-        super().__init__(message)
+
+class UploadError(Exception):
+    """An upload refused or failed: `status` and a sentence for the user, as a catalogue key
+    (`message`, with `plural` when it counts) and its values (`limit` is a size in bytes)."""
+
+    def __init__(self, status, message, plural=None, **values):
+        super().__init__(message % values if values else message)
         self.status = status
         self.message = message
+        self.plural = plural
+        self.values = values
 
 
 # --- one incoming file -------------------------------------------------------------------
@@ -234,7 +246,7 @@ class Upload:
 
     def begin_file(self, filename):
         if len(self.files) >= self.max_files:
-            raise UploadError(400, "At most %d files can be uploaded at once." % self.max_files)
+            raise UploadError(400, TOO_MANY[0], TOO_MANY[1], count=self.max_files)
         self.current = IncomingFile(self.store, filename)
         self.files.append(self.current)
         self._ops.append((self.current.open_sync,))
@@ -245,7 +257,7 @@ class Upload:
             return
         self.total += len(piece)
         if self.total > self.max_bytes:
-            raise UploadError(413, self.store.too_large_message(self.max_bytes))
+            raise UploadError(413, TOO_LARGE, limit=self.max_bytes)
         self._queued += len(piece)
         self.current.add(piece)
         last = self._ops[-1] if self._ops else None
@@ -311,10 +323,12 @@ class Upload:
             await self.discard()
             raise UploadError(404, "That story no longer exists.")
         self.closed = True
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)  # as the row's default
         return [
             dict(
                 id=id_,
                 story_id=story_id,
+                created_at=now,
                 filename=f.filename,
                 content_type=f.content_type,
                 size=f.size,
@@ -349,9 +363,9 @@ _COLUMNS = (
 
 
 class Attachments:
-    def __init__(self, db, root, max_upload_mb, max_files=20, threads=4):
+    def __init__(self, db, cache, root, max_upload_mb, max_files=20, threads=4):
         self.db = db
-        self.on_change = None  # the Application's page cache, emptied when files are added
+        self.cache = cache  # models.cache.PageCache: story pages show their files
         self.root = os.path.abspath(root)
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self.max_files = max_files
@@ -375,9 +389,6 @@ class Attachments:
     def path(self, name):
         return os.path.join(self.root, self.relative_path(name))
 
-    def too_large_message(self, limit=None):
-        return "That upload is too large: the limit is %s." % human_size(limit or self.max_upload_bytes)
-
     def write_error(self, exc):
         log.warning("upload write failed: %s", exc)
         if exc.errno in (28, 27, 122):  # ENOSPC, EFBIG, EDQUOT
@@ -393,6 +404,8 @@ class Attachments:
     # rows ---------------------------------------------------------------------------------
 
     async def get(self, attachment_id):
+        if not valid_id(attachment_id):
+            return None
         return await self.db.fetch_one(_COLUMNS + " WHERE id = %s", (attachment_id,))
 
     async def for_story(self, story_id):
@@ -420,8 +433,8 @@ class Attachments:
             return ids
 
         ids = await self.db.transaction(insert)
-        if ids and self.on_change:
-            self.on_change()
+        if ids:
+            self.cache.bump()
         return ids
 
     @staticmethod

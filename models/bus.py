@@ -1,16 +1,24 @@
-"""The chat bus: how a chat event reaches every process. One small interface, two implementations:
-`LocalBus` (one process, the default) and `RedisBus` (Redis pub/sub across processes and machines,
-with who-is-online kept in per-process Redis keys that expire when a process dies).
+"""The bus: how an event reaches every process, on named channels. One small interface, two
+implementations: `LocalBus` (one process, the default) and `RedisBus` (Redis pub/sub across
+processes and machines, with who-is-online kept in per-process Redis keys that expire when a
+process dies).
 
-The interface (what `views.chat.Room` uses):
-    await bus.start(deliver)     deliver(event) is called on the loop for every event from elsewhere
-    bus.publish(event)           send a JSON-able dict to the other processes (never blocks, never raises)
-    bus.set_presence(names)      the usernames connected to this process
-    await bus.others_online()    the usernames connected to the other processes
-    bus.generation               changes when events from other processes may have been missed
+The channels, and who listens (docs/ARCHITECTURE.md draws them):
+    "chat"      chat messages, joins and leaves          models/room.py
+    "cache"     a write the page cache could show        models/cache.py
+    "sessions"  a member's session(s) ended              models/room.py (their sockets close)
+
+The interface:
+    bus.subscribe(channel, handler)   before start(); handler(event) runs on the loop
+    await bus.start()
+    bus.publish(channel, event)       to this process's handlers at once, then to the other
+                                      processes (never blocks, never raises)
+    bus.set_presence(names)           the usernames connected to this process
+    await bus.others_online()         the usernames connected to the other processes
+    bus.generation                    changes when events from other processes may have been missed
     await bus.stop()
-A process delivers its own events to its own clients itself, so local chat never waits for Redis
-and keeps working while Redis is away.
+A process delivers its own events itself, so it never waits for Redis and keeps working while
+Redis is away.
 """
 
 import asyncio
@@ -27,19 +35,39 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-log = logging.getLogger("storyhouse.chat")
+log = logging.getLogger("storyhouse.bus")
 
 
-class LocalBus:
+CHANNELS = ("chat", "cache", "sessions")
+
+
+class Subscriptions:
+    """Handlers by channel, shared by both buses."""
+
+    def __init__(self):
+        self.handlers = {name: [] for name in CHANNELS}
+
+    def subscribe(self, channel, handler):
+        self.handlers[channel].append(handler)
+
+    def deliver(self, channel, event):
+        for handler in self.handlers.get(channel, ()):
+            try:
+                handler(event)
+            except Exception:
+                log.exception("bus: a %s handler failed", channel)
+
+
+class LocalBus(Subscriptions):
     """Everything stays in this process: nobody else publishes, nobody else is online."""
 
     generation = 0  # never reconnects: what this process saw is all there is
 
-    async def start(self, deliver):
+    async def start(self):
         pass
 
-    def publish(self, event):
-        pass
+    def publish(self, channel, event):
+        self.deliver(channel, event)
 
     def set_presence(self, names):
         pass
@@ -51,14 +79,17 @@ class LocalBus:
         pass
 
 
-class RedisBus:
-    """Redis pub/sub on one channel; presence as one SET per process with an expiry, refreshed
-    while the process lives, listed in a sorted set (process id → last refresh)."""
+class RedisBus(Subscriptions):
+    """Redis pub/sub, one Redis channel per bus channel (`<prefix>:<name>`); presence as one SET
+    per process with an expiry, refreshed while the process lives, listed in a sorted set
+    (process id → last refresh)."""
 
     def __init__(self, url, prefix="storyhouse", presence_ttl=30.0, max_backoff=10.0):
+        super().__init__()
         self.url = url
         self.id = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-        self.channel = prefix + ":chat"
+        self.prefix = prefix
+        self.channels = {prefix + ":" + name: name for name in CHANNELS}
         self.procs_key = prefix + ":chat:procs"
         self.presence_prefix = prefix + ":chat:presence:"
         self.presence_ttl = presence_ttl
@@ -67,15 +98,13 @@ class RedisBus:
         self.generation = 0  # +1 at every (re)connection: events may have been missed before it
         self._down_logged = False
         self._names = set()
-        self._deliver = None
         self._redis = None
         self._outbox = None
         self._tasks = []
         self._presence_dirty = None
         self._online_query = None
 
-    async def start(self, deliver):
-        self._deliver = deliver
+    async def start(self):
         # A few connections, waited for rather than opened per caller: 10,000 joins at once must
         # not become 10,000 Redis connections. No hidden retries inside redis-py: a failure
         # surfaces at once, and our loop backs off.
@@ -105,20 +134,23 @@ class RedisBus:
 
     # --- sending --------------------------------------------------------------------------
 
-    def publish(self, event):
+    def publish(self, channel, event):
+        self.deliver(channel, event)
         if not self.connected:
-            return  # the message is stored in MySQL; other processes' clients see it in history
+            return  # chat messages are in MySQL (history); the page cache's ttl bounds the rest
         try:
-            self._outbox.put_nowait(json.dumps({"from": self.id, "event": event}))
+            self._outbox.put_nowait(
+                (self.prefix + ":" + channel, json.dumps({"from": self.id, "event": event}))
+            )
         except asyncio.QueueFull:
-            log.warning("chat bus: Redis is not keeping up, an event was not sent to other processes")
+            log.warning("bus: Redis is not keeping up, an event was not sent to other processes")
 
     async def _publish_loop(self):
         # One publisher, in order: events of this process reach the others in the order sent.
         while True:
-            data = await self._outbox.get()
+            channel, data = await self._outbox.get()
             try:
-                await self._redis.publish(self.channel, data)
+                await self._redis.publish(channel, data)
             except (RedisError, OSError) as e:
                 self._went_down(e)
 
@@ -129,10 +161,10 @@ class RedisBus:
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(*self.channels)
                 await self._write_presence()
                 if self._down_logged:
-                    log.warning("chat bus: Redis at %s is back; chat crosses processes again", self._where())
+                    log.warning("bus: Redis at %s is back; events cross processes again", self._where())
                     self._down_logged = False
                 self.connected = True
                 self.generation += 1
@@ -140,7 +172,7 @@ class RedisBus:
                 delay = 0.25
                 async for message in pubsub.listen():
                     if message["type"] == "message":
-                        self._received(message["data"])
+                        self._received(message["channel"], message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
@@ -158,7 +190,7 @@ class RedisBus:
         if not self._down_logged:  # once per outage, not once per retry
             self._down_logged = True
             log.warning(
-                "chat bus: lost Redis at %s (%s); each process serves its own clients, reconnecting",
+                "bus: lost Redis at %s (%s); each process serves its own clients, reconnecting",
                 self._where(),
                 error,
             )
@@ -170,16 +202,18 @@ class RedisBus:
         pool = self._redis.connection_pool.connection_kwargs
         return "%s:%s" % (pool.get("host", "?"), pool.get("port", "?"))
 
-    def _received(self, data):
+    def _received(self, channel, data):
+        name = self.channels.get(channel.decode() if isinstance(channel, bytes) else channel)
         try:
             envelope = json.loads(data)
             if envelope["from"] == self.id:
                 return  # our own: already delivered locally
             event = envelope["event"]
         except (ValueError, KeyError, TypeError):
-            log.warning("chat bus: ignored a malformed message on %s", self.channel)
+            log.warning("bus: ignored a malformed message on %s", channel)
             return
-        self._deliver(event)
+        if name is not None:
+            self.deliver(name, event)
 
     # --- presence -------------------------------------------------------------------------
 

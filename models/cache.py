@@ -1,14 +1,15 @@
-"""A short-lived cache for what the pages read most (the index's pages, a story), dropped by writes.
+"""PageCache: a short-lived cache for what the pages read most (the index's pages, a story and
+its extras), emptied by every write they could show.
 
-Every write to stories bumps a version number; an entry is served only while the version it was
-made under is still current, and for at most `ttl` seconds. The version lives:
+The models that write (stories, attachments, previews) are given the cache and call `bump()`
+after each commit. An entry is served only while the version it was made under is still current,
+and for at most `ttl` seconds. The version lives:
 - in this process, for one process (and the tests);
 - in shared memory made before the fork (`share_across_forks`), with `--processes=N`, so a write in
   one process empties the cache of all of them at once: an author sees their story on the next
   page whichever process answers it;
-- on other machines, through the Redis bus when `redis_url` is set: `announce` publishes each
-  bump and `changed_elsewhere` applies theirs; without Redis (or while it is away), `ttl` bounds
-  how stale another machine can be.
+- on other machines, through the bus's "cache" channel (Redis, when `redis_url` is set); without
+  Redis (or while it is away), `ttl` bounds how stale another machine can be.
 """
 
 import asyncio
@@ -25,25 +26,29 @@ def share_across_forks():
     _shared = multiprocessing.Value("Q", 0)
 
 
-class Versioned:
-    def __init__(self, ttl=5.0, size=512):
+class PageCache:
+    def __init__(self, ttl=5.0, bus=None, size=512):
         self.ttl = ttl
         self.size = size
         self._local = 0
         self._entries = collections.OrderedDict()  # key -> (version, expires, value), LRU order
         self._loading = {}  # (key, version) -> Future of the one read in progress
-        self.announce = None  # set by the Application: tell the other machines (the bus)
+        self.bus = bus
+        if bus is not None:
+            bus.subscribe("cache", self._changed)
 
     def version(self):
         return _shared.value if _shared is not None else self._local
 
     def bump(self):
-        """Call after every committed write the cached data could show."""
-        self.changed_elsewhere()
-        if self.announce is not None:
-            self.announce()
+        """Call after every committed write the cached data could show: empties the cache here
+        at once, and on every other process and machine through the bus."""
+        if self.bus is None:
+            self._changed()
+        else:
+            self.bus.publish("cache", {})  # the bus calls _changed here first
 
-    def changed_elsewhere(self):
+    def _changed(self, event=None):
         """Empty this cache (a write here, or one announced by another machine)."""
         if _shared is not None:
             with _shared.get_lock():

@@ -3,12 +3,9 @@ messages look the same (SPEC §3: type, user, body, at)."""
 
 import datetime
 
+from models.db import iso
+
 HISTORY = 50  # messages a joining client is shown
-
-
-def iso(at):
-    """A naive UTC datetime as ISO 8601 with milliseconds and a Z."""
-    return at.isoformat(timespec="milliseconds") + "Z"
 
 
 def message_frame(user, body, at):

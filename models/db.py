@@ -5,6 +5,7 @@ always `cursor.execute(sql, params)` with placeholders.
 """
 
 import asyncio
+import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ class CannotConnect(Exception):
     def __init__(self, host, port, user, reason, denied):
         super().__init__(reason)
         self.host, self.port, self.user, self.reason, self.denied = host, port, user, reason, denied
+
+
+def iso(moment):
+    """A time from MySQL as ISO 8601 (RFC 3339) with milliseconds and a Z: the one format of the
+    API, the feed, chat frames and <time datetime>. MySQL keeps UTC (the pool sets time_zone =
+    '+00:00'), so a naive datetime is UTC; an aware one is converted."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass

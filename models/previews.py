@@ -297,6 +297,7 @@ class LinkPreviews:
     def __init__(
         self,
         db,
+        cache,
         enabled=True,
         allow_private=False,
         timeout=TIMEOUT,
@@ -305,7 +306,7 @@ class LinkPreviews:
         exempt=frozenset(),
     ):
         self.db = db
-        self.on_change = None  # the Application's page cache, emptied when a card is stored
+        self.cache = cache  # models.cache.PageCache: story pages show the cards
         self.enabled = enabled
         self.allow_private = allow_private
         self.timeout = timeout
@@ -385,8 +386,7 @@ class LinkPreviews:
             " fetched_at = NOW()",
             (url_hash(url), url, ok, title, description, error),
         )
-        if self.on_change:
-            self.on_change()  # the story pages that show this card
+        self.cache.bump()  # the story pages that show this card
 
     # --- the cache ---
 

@@ -1,4 +1,8 @@
-"""Server-side sessions: the browser's signed cookie carries a random token, MySQL keeps its hash."""
+"""Server-side sessions: the browser's signed cookie carries a random token, MySQL keeps its hash.
+
+Every way a session ends (log out, revoke one or all, a password change through Users) is
+announced here on the bus's "sessions" channel, so the member's open sockets close in every
+process: no handler can forget to."""
 
 import hashlib
 import secrets
@@ -11,9 +15,14 @@ def token_hash(token):
 
 
 class Sessions:
-    def __init__(self, db, days=30):
+    def __init__(self, db, bus, days=30):
         self.db = db
+        self.bus = bus
         self.days = days
+
+    def ended(self, user_id):
+        """Announce that sessions of this member ended (their sockets recheck theirs)."""
+        self.bus.publish("sessions", {"user_id": user_id})
 
     async def create(self, user_id, ip, user_agent):
         """Start a session; returns the token for the cookie."""
@@ -58,10 +67,13 @@ class Sessions:
         result = await self.db.execute(
             "DELETE FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id)
         )
+        if result.rowcount:
+            self.ended(user_id)
         return result.rowcount > 0
 
     async def revoke_all_for(self, user_id):
         result = await self.db.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
+        self.ended(user_id)
         return result.rowcount
 
     async def delete_expired(self):
@@ -69,4 +81,14 @@ class Sessions:
         return (await self.db.execute("DELETE FROM sessions WHERE expires_at < NOW()")).rowcount
 
     async def delete_token(self, token):
-        await self.db.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash(token),))
+        """End the session of this token (log out, or a new log-in in the same browser)."""
+
+        def delete(cur):
+            cur.execute("SELECT user_id FROM sessions WHERE token_hash = %s FOR UPDATE", (token_hash(token),))
+            row = cur.fetchone()
+            cur.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash(token),))
+            return row and row["user_id"]
+
+        user_id = await self.db.transaction(delete)
+        if user_id:
+            self.ended(user_id)

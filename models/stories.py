@@ -3,6 +3,7 @@
 import asyncio
 
 from models import markdown, search
+from models.validate import valid_id
 
 PAGE_SIZE = 20
 _COLUMNS = (
@@ -50,12 +51,11 @@ class Stories:
     """Rows are plain dicts; those from page() and get() may come from the cache and are shared:
     read them, never change them."""
 
-    def __init__(self, db, render_executor, cache, attachments=None):
+    def __init__(self, db, render_executor, cache, attachments=None, previews=None):
         self.db = db
-        self.cache = cache  # models.cache.Versioned: page() and get(), emptied by every write
+        self.previews = previews  # models.previews.LinkPreviews: cards for the links, fetched later
+        self.cache = cache  # models.cache.PageCache: page() and get(), emptied by every write
         self.attachments = attachments  # models.attachments.Attachments: files go with the story
-        # Markdown is CPU work: off the IOLoop, on a small executor of its own (one thread, so
-        # renders queue instead of contending with the loop for the GIL).
         self._render_executor = render_executor
 
     async def render(self, title, body):
@@ -87,6 +87,8 @@ class Stories:
         return await self.cache.get_or_load(("page", page, terms, page_size), load)
 
     async def get(self, story_id):
+        if not valid_id(story_id):
+            return None
         return await self.cache.get_or_load(
             ("story", story_id), lambda: self.db.fetch_one(_COLUMNS + " WHERE s.id = %s", (story_id,))
         )
@@ -124,6 +126,7 @@ class Stories:
 
         story_id = await self.db.transaction(insert)
         self.cache.bump()
+        self._schedule_previews(story_id)
         return story_id
 
     async def update(self, story_id, user_id, title, body):
@@ -135,7 +138,12 @@ class Stories:
             (title, body, body_html, excerpt, terms, story_id, user_id),
         )
         self.cache.bump()
+        self._schedule_previews(story_id)
         return result.rowcount > 0
+
+    def _schedule_previews(self, story_id):
+        if self.previews is not None:
+            self.previews.schedule(story_id)  # in the background: the writer does not wait
 
     async def delete(self, story_id, user_id):
         """Delete the story if user_id owns it; returns True when it did. Its attachments' rows

@@ -12,8 +12,9 @@ class TooManyRegistrations(Exception):
 
 
 class Users:
-    def __init__(self, db):
+    def __init__(self, db, sessions):
         self.db = db
+        self.sessions = sessions  # a password change ends them, and says so
 
     async def create(self, username, password_hash, ip="", per_ip_hour=None):
         """Insert a member; returns the new id. Raises UsernameTaken (unique, case-insensitive) or,
@@ -78,7 +79,9 @@ class Users:
             cur.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
             return cur.rowcount
 
-        return await self.db.transaction(change)
+        ended = await self.db.transaction(change)
+        self.sessions.ended(user_id)
+        return ended
 
     async def set_locale(self, user_id, code):
         """Save the member's language (a code from views.i18n.LOCALES, or None to forget it)."""

@@ -12,10 +12,10 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 import config
-import server
 from application import Application
 from models import migrate
 from models.db import connect_args
+from serving.connections import make_http_server
 
 # Separate names let several test runs share one server (the default is for CI and users).
 TEST_DATABASE = os.environ.get("STORYHOUSE_TEST_DB", "storyhouse_test")
@@ -80,7 +80,7 @@ def app(clean_db, app_settings, io_loop):
 @pytest.fixture
 def http_server(request, io_loop, _unused_port, app):
     """pytest-tornado's server, but built like server.py's (1 MB body limit)."""
-    srv = server.make_http_server(app)
+    srv = make_http_server(app)
     srv.add_socket(_unused_port[0])
     yield srv
     srv.stop()
@@ -111,7 +111,7 @@ class Client:
         if self.cookies:
             headers.setdefault("Cookie", "; ".join("%s=%s" % kv for kv in self.cookies.items()))
         response = await self.http.fetch(
-            self.base_url + path,
+            path if path.startswith(("http://", "https://")) else self.base_url + path,
             method=method,
             body=body,
             headers=headers,

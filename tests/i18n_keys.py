@@ -12,6 +12,10 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRING = r'"(?:[^"\\\n]|\\.)*"'
 CALL = re.compile(r"(?<![\w.])(?:_|[\w.]*translate)\(\s*(%s)(?:\s*,\s*(%s)\s*,)?" % (STRING, STRING))
 UPLOAD_ERROR = re.compile(r"UploadError\(\s*\d+,\s*(%s)" % STRING)
+# Refusals raised by page handlers, and the sentences a handler class sets for its refusals.
+REFUSAL = re.compile(r"Refusal\(\s*\d+,\s*(%s)" % STRING)
+HANDLER_SENTENCE = re.compile(r"^\s+(?:not_yours|xsrf_message|too_large_message) = (%s)$" % STRING, re.M)
+API_MODULES = ("api.py", "api_stories.py")  # the API answers in English
 
 
 def source_files():
@@ -30,7 +34,7 @@ def calls(path):
 
 def used_keys():
     """{"unknown": set, "singular": set, "plural": set}: every key the code can ask for."""
-    from views.base import ERROR_MESSAGES
+    from views.errors import ERROR_MESSAGES
     from views.forms import MESSAGES
     from views.i18n import STATUS_TITLES
 
@@ -45,9 +49,20 @@ def used_keys():
     keys["unknown"].update(MESSAGES.values())
     keys["unknown"].update(ERROR_MESSAGES.values())
     keys["unknown"].update(STATUS_TITLES.values())
+    for path in glob.glob(os.path.join(PROJECT, "views", "*.py")):
+        if os.path.basename(path) not in API_MODULES:
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+            keys["unknown"].update(ast.literal_eval(m.group(1)) for m in REFUSAL.finditer(source))
+            keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(source))
+            keys["unknown"].update(ast.literal_eval(m.group(1)) for m in HANDLER_SENTENCE.finditer(source))
     with open(os.path.join(PROJECT, "models", "attachments.py"), encoding="utf-8") as f:
         keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(f.read()))
-    keys["unknown"].discard("At most %d files can be uploaded at once.")  # views/uploads.py asks by plural
+    from models.attachments import TOO_LARGE, TOO_MANY
+
+    keys["unknown"].add(TOO_LARGE)
+    keys["singular"].add(TOO_MANY[0])
+    keys["plural"].add(TOO_MANY[1])
     keys["unknown"].update(LATER_TRANSLATED, MONTHS, DATE_FORMATS)
     return keys
 

@@ -389,7 +389,7 @@ async def test_sixth_attempt_is_refused_even_with_the_right_password(make_client
     r = await c.login("alice", PASSWORD)
     assert_throttled(r)
     assert not c.cookies.get("session")
-    assert await app.throttle.retry_after("alice", "127.0.0.1") > 0
+    assert await app.models.throttle.retry_after("alice", "127.0.0.1") > 0
 
 
 @pytest.mark.gen_test
@@ -458,7 +458,7 @@ async def test_per_ip_limit_across_many_usernames(make_client, app, db_settings)
     assert count(db_settings, "login_failures") == PER_IP
     assert_throttled(await c.login("alice", PASSWORD))
     assert_throttled(await c.login("someone_new", "whatever"))
-    assert await app.throttle.retry_after("anyone", "127.0.0.1") > 0
+    assert await app.models.throttle.retry_after("anyone", "127.0.0.1") > 0
     # Another address still gets in.
     r = await login_from(make_client(), "alice", PASSWORD, ip=OTHER_IP)
     assert r.code == 302

@@ -86,9 +86,9 @@ def test_the_list_query_reads_the_page_not_the_table(db_settings):
 
 @pytest.mark.gen_test
 async def test_requests_that_miss_together_share_one_read():
-    from models.cache import Versioned
+    from models.cache import PageCache
 
-    cache, reads = Versioned(ttl=5), []
+    cache, reads = PageCache(ttl=5), []
 
     async def load():
         reads.append(1)

@@ -18,9 +18,11 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from models.room import SIGNED_OUT
+from serving.tornado_internals import unsent_bytes
 from tests import serverproc as sp
 from tests.helpers import query
-from views import chat
+from views.sockets import MAX_UNSENT
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WAIT = 5  # seconds a test waits for a frame that should come
@@ -150,9 +152,9 @@ async def test_two_members_exchange_messages(base_url, make_client, db_settings)
 @pytest.mark.gen_test(timeout=30)
 async def test_history_is_the_last_50_oldest_first(base_url, make_client, app):
     alice = await member(make_client, "alice")
-    user = await app.users.by_username("alice")
+    user = await app.models.users.by_username("alice")
     for i in range(55):
-        await app.chat.messages.add(user["id"], "alice", "message %d" % i)
+        await app.models.room.messages.add(user["id"], "alice", "message %d" % i)
     ws, history, _ = await joined(base_url, alice.cookies)
     items = history["items"]
     assert [m["body"] for m in items] == ["message %d" % i for i in range(5, 55)]
@@ -220,9 +222,9 @@ def app_settings():
 @pytest.fixture
 def room_started(app, io_loop):
     """The room's bus and pinger, started as server.py starts them."""
-    io_loop.run_sync(app.chat.start)
-    yield app.chat
-    io_loop.run_sync(app.chat.stop)
+    io_loop.run_sync(app.models.room.start)
+    yield app.models.room
+    io_loop.run_sync(app.models.room.stop)
 
 
 @pytest.mark.gen_test
@@ -317,7 +319,7 @@ async def test_logout_closes_the_members_sockets(base_url, make_client):
     for ws in (a1, a2):
         while await frame(ws) is not None:
             pass
-        assert ws.close_code == chat.SIGNED_OUT
+        assert ws.close_code == SIGNED_OUT
     b.write_message(json.dumps({"body": "bob stays"}))
     assert (await until(b, "message"))["body"] == "bob stays"
     b.close()
@@ -336,7 +338,7 @@ async def test_password_change_closes_the_other_sessions_sockets(base_url, make_
     assert r.code == 302, r.body
     while await frame(old) is not None:
         pass
-    assert old.close_code == chat.SIGNED_OUT
+    assert old.close_code == SIGNED_OUT
     mine, _, _ = await joined(base_url, here.cookies)  # the new session chats on
     mine.close()
 
@@ -348,7 +350,7 @@ async def test_log_out_everywhere_closes_every_socket(base_url, client):
     await client.post("/account/sessions/revoke", {"all": "1"})
     while await frame(ws) is not None:
         pass
-    assert ws.close_code == chat.SIGNED_OUT
+    assert ws.close_code == SIGNED_OUT
 
 
 # --- slow readers ----------------------------------------------------------------------------
@@ -380,19 +382,19 @@ async def test_a_slow_reader_is_disconnected_not_buffered(base_url, make_client,
         None, raw_handshake, http_port, slow_member.cookies
     )
     await until(fast, "join", user="slow")
-    (slow_sock,) = [s for s in app.chat.sockets if s.user["username"] == "slow"]
+    (slow_sock,) = [s for s in app.models.room.sockets if s.user["username"] == "slow"]
     body = "y" * 500_000
     seen = []
     for i in range(24):  # 12 MB: past the kernel's buffers (up to 4 MB) and the 1 MB bound
-        app.chat.publish({"type": "message", "user": "fast", "body": body, "at": "x%d" % i})
+        app.models.room.publish({"type": "message", "user": "fast", "body": body, "at": "x%d" % i})
         while True:  # the fast reader gets everything
             f = await frame(fast)
             seen.append(f)
             if f["type"] == "message" and f["at"] == "x%d" % i:
                 break
         stream = slow_sock.ws_connection and slow_sock.ws_connection.stream
-        assert stream is None or len(stream._write_buffer) <= chat.MAX_UNSENT + len(body) + 20
-    assert slow_sock not in app.chat.sockets
+        assert stream is None or unsent_bytes(stream) <= MAX_UNSENT + len(body) + 20
+    assert slow_sock not in app.models.room.sockets
     assert [f["user"] for f in seen if f["type"] == "leave"] == ["slow"]
     slow.close()
     fast.close()

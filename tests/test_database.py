@@ -12,10 +12,11 @@ import pymysql
 import pytest
 from tornado.testing import bind_unused_port
 
-import server
 from application import Application
 from models import migrate
 from models.db import DuplicateKey, Result
+from serving.connections import make_http_server
+from serving.housekeeping import housekeeping
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE, Client, raw_connection
 from tests.tcp_proxy import TcpProxy
 from tests.test_security import assert_error_page, assert_security_headers
@@ -54,16 +55,16 @@ async def add_user(db, name="alice"):
 
 @pytest.mark.gen_test
 async def test_fetch_one_returns_a_dict_or_none(app):
-    user_id = await add_user(app.db)
-    row = await app.db.fetch_one("SELECT id, username FROM users WHERE id = %s", (user_id,))
+    user_id = await add_user(app.models.db)
+    row = await app.models.db.fetch_one("SELECT id, username FROM users WHERE id = %s", (user_id,))
     assert row == {"id": user_id, "username": "alice"}
-    assert await app.db.fetch_one("SELECT id FROM users WHERE id = %s", (user_id + 1,)) is None
+    assert await app.models.db.fetch_one("SELECT id FROM users WHERE id = %s", (user_id + 1,)) is None
 
 
 @pytest.mark.gen_test
 async def test_fetch_all_returns_a_list_of_dicts(app):
-    ids = [await add_user(app.db, name) for name in ("alice", "bob", "carol")]
-    rows = await app.db.fetch_all("SELECT id, username FROM users ORDER BY id")
+    ids = [await add_user(app.models.db, name) for name in ("alice", "bob", "carol")]
+    rows = await app.models.db.fetch_all("SELECT id, username FROM users ORDER BY id")
     assert [r["id"] for r in rows] == ids
     assert [r["username"] for r in rows] == ["alice", "bob", "carol"]
     assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
@@ -71,44 +72,48 @@ async def test_fetch_all_returns_a_list_of_dicts(app):
 
 @pytest.mark.gen_test
 async def test_fetch_all_with_no_rows_is_an_empty_list(app):
-    rows = await app.db.fetch_all("SELECT id FROM users")
+    rows = await app.models.db.fetch_all("SELECT id FROM users")
     assert rows == [] and isinstance(rows, list)
 
 
 @pytest.mark.gen_test
 async def test_execute_returns_lastrowid_and_rowcount(app):
-    first = await app.db.execute("INSERT INTO users (username, password_hash) VALUES (%s, %s)", ("a1", "x"))
-    second = await app.db.execute("INSERT INTO users (username, password_hash) VALUES (%s, %s)", ("a2", "x"))
+    first = await app.models.db.execute(
+        "INSERT INTO users (username, password_hash) VALUES (%s, %s)", ("a1", "x")
+    )
+    second = await app.models.db.execute(
+        "INSERT INTO users (username, password_hash) VALUES (%s, %s)", ("a2", "x")
+    )
     assert isinstance(first, Result) and first.rowcount == 1
     assert second.lastrowid == first.lastrowid + 1
-    assert await app.db.fetch_one("SELECT username FROM users WHERE id = %s", (second.lastrowid,)) == {
+    assert await app.models.db.fetch_one("SELECT username FROM users WHERE id = %s", (second.lastrowid,)) == {
         "username": "a2"
     }
-    updated = await app.db.execute("UPDATE users SET password_hash = %s", ("y",))
+    updated = await app.models.db.execute("UPDATE users SET password_hash = %s", ("y",))
     assert updated.rowcount == 2
-    deleted = await app.db.execute("DELETE FROM users WHERE username = %s", ("nobody",))
+    deleted = await app.models.db.execute("DELETE FROM users WHERE username = %s", ("nobody",))
     assert deleted.rowcount == 0
 
 
 @pytest.mark.gen_test
 async def test_sessions_are_utf8mb4_and_utc(app):
     name = "ñ_📚_日本"
-    user_id = await add_user(app.db, name)
-    row = await app.db.fetch_one("SELECT username FROM users WHERE id = %s", (user_id,))
+    user_id = await add_user(app.models.db, name)
+    row = await app.models.db.fetch_one("SELECT username FROM users WHERE id = %s", (user_id,))
     assert row == {"username": name}
-    row = await app.db.fetch_one("SELECT @@session.time_zone AS tz, @@character_set_connection AS cs")
+    row = await app.models.db.fetch_one("SELECT @@session.time_zone AS tz, @@character_set_connection AS cs")
     assert row == {"tz": "+00:00", "cs": "utf8mb4"}
 
 
 @pytest.mark.gen_test
 async def test_sql_errors_propagate_and_the_pool_keeps_working(app):
     with pytest.raises(pymysql.err.ProgrammingError):
-        await app.db.fetch_one("SELECT * FROM no_such_table")
-    await add_user(app.db)
+        await app.models.db.fetch_one("SELECT * FROM no_such_table")
+    await add_user(app.models.db)
     with pytest.raises(DuplicateKey):
-        await add_user(app.db)  # same name: unique key (1062 becomes the layer's own error)
-    for _ in range(app.db.pool_size * 2):  # no connection was lost to the errors
-        assert await app.db.fetch_one("SELECT 1 AS one") == {"one": 1}
+        await add_user(app.models.db)  # same name: unique key (1062 becomes the layer's own error)
+    for _ in range(app.models.db.pool_size * 2):  # no connection was lost to the errors
+        assert await app.models.db.fetch_one("SELECT 1 AS one") == {"one": 1}
 
 
 # --- transactions -----------------------------------------------------------------------------
@@ -124,7 +129,7 @@ async def test_transaction_commits(app, db_settings):
     def work(cur):
         return [_insert(cur, "t1"), _insert(cur, "t2")]
 
-    ids = await app.db.transaction(work)
+    ids = await app.models.db.transaction(work)
     assert len(ids) == 2
     # Seen from another connection: really committed.
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users WHERE id IN (%s, %s)", tuple(ids)) == 2
@@ -137,22 +142,22 @@ async def test_transaction_rolls_back_on_a_python_exception(app, db_settings):
         raise ValueError("changed my mind")
 
     with pytest.raises(ValueError, match="changed my mind"):
-        await app.db.transaction(work)
+        await app.models.db.transaction(work)
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users") == 0
-    for _ in range(app.db.pool_size):  # no connection is left inside an open transaction
-        assert await app.db.fetch_one("SELECT @@in_transaction AS t") == {"t": 0}
+    for _ in range(app.models.db.pool_size):  # no connection is left inside an open transaction
+        assert await app.models.db.fetch_one("SELECT @@in_transaction AS t") == {"t": 0}
 
 
 @pytest.mark.gen_test
 async def test_transaction_rolls_back_on_a_database_error(app, db_settings):
-    await add_user(app.db, "taken")
+    await add_user(app.models.db, "taken")
 
     def work(cur):
         _insert(cur, "first")
         _insert(cur, "taken")  # duplicate key: the whole transaction goes
 
     with pytest.raises(DuplicateKey):
-        await app.db.transaction(work)
+        await app.models.db.transaction(work)
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users WHERE username = 'first'") == 0
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM users") == 1
 
@@ -162,10 +167,10 @@ async def test_transaction_rolls_back_on_a_database_error(app, db_settings):
 
 @pytest.mark.gen_test
 async def test_placeholders_make_injection_harmless(app, db_settings):
-    user_id = await add_user(app.db, INJECTION)
-    row = await app.db.fetch_one("SELECT id FROM users WHERE username = %s", (INJECTION,))
+    user_id = await add_user(app.models.db, INJECTION)
+    row = await app.models.db.fetch_one("SELECT id FROM users WHERE username = %s", (INJECTION,))
     assert row == {"id": user_id}
-    assert not await app.db.fetch_all("SELECT id FROM users WHERE username = %s", ("' OR '1'='1",))
+    assert not await app.models.db.fetch_all("SELECT id FROM users WHERE username = %s", ("' OR '1'='1",))
     assert (
         sql_scalar(
             db_settings,
@@ -188,7 +193,7 @@ async def test_injection_through_the_site_is_harmless(app, client):
     listing = (await client.get("/?q=%27%3B+DROP")).body.decode()
     assert "&#x27;; DROP TABLE users; --" in listing  # found, literally, and escaped
     assert "No story matches" in (await client.get("/?q=%27+OR+%271%27%3D%271")).body.decode()
-    assert (await app.db.fetch_one("SELECT COUNT(*) AS n FROM users"))["n"] == 1
+    assert (await app.models.db.fetch_one("SELECT COUNT(*) AS n FROM users"))["n"] == 1
 
 
 # --- the IOLoop is never blocked (SPEC §5) ----------------------------------------------------
@@ -217,12 +222,14 @@ async def test_saturated_pool_does_not_slow_pages_that_need_no_query(
         assert (await timed(path))[0].code == 200
 
     # Open every pooled connection first, so the sleeps start at once.
-    await asyncio.gather(*(app.db.fetch_one("SELECT SLEEP(0.05)") for _ in range(app.db.pool_size)))
+    await asyncio.gather(
+        *(app.models.db.fetch_one("SELECT SLEEP(0.05)") for _ in range(app.models.db.pool_size))
+    )
 
-    n = app.db.pool_size * 3
-    sleeps = [asyncio.ensure_future(app.db.fetch_one("SELECT SLEEP(1) AS s")) for _ in range(n)]
+    n = app.models.db.pool_size * 3
+    sleeps = [asyncio.ensure_future(app.models.db.fetch_one("SELECT SLEEP(1) AS s")) for _ in range(n)]
     await asyncio.sleep(0.1)
-    assert await sleeping_queries(db_settings) == app.db.pool_size == 4  # every connection busy
+    assert await sleeping_queries(db_settings) == app.models.db.pool_size == 4  # every connection busy
 
     for _ in range(3):
         for path in ("/login", "/healthz"):
@@ -243,7 +250,7 @@ async def test_saturated_pool_does_not_slow_pages_that_need_no_query(
 async def test_many_concurrent_queries_all_complete(app):
     start = time.monotonic()
     results = await asyncio.gather(
-        *(app.db.fetch_one("SELECT SLEEP(0.2) AS s, %s AS i", (i,)) for i in range(12))
+        *(app.models.db.fetch_one("SELECT SLEEP(0.2) AS s, %s AS i", (i,)) for i in range(12))
     )
     took = time.monotonic() - start
     assert [r["i"] for r in results] == list(range(12))
@@ -268,7 +275,7 @@ def proxied_site(clean_db, proxy, io_loop):
         db_settings=dict(clean_db, port=proxy.port), pool_size=2, cookie_secret="x", argon2=CHEAP_ARGON2
     )
     sock, port = bind_unused_port()
-    srv = server.make_http_server(app)
+    srv = make_http_server(app)
     srv.add_socket(sock)
     yield app, "http://127.0.0.1:%d" % port
     srv.stop()
@@ -324,7 +331,7 @@ async def test_database_lost_then_back(proxied_site, proxy, own_http_client, db_
         await asyncio.sleep(0.2)
     assert response.code == 200, "no recovery within 5 s"
     assert (await timed("/healthz"))[0].code == 200
-    for _ in range(app.db.pool_size * 2):  # every pooled connection works again
+    for _ in range(app.models.db.pool_size * 2):  # every pooled connection works again
         assert (await timed(uncached()))[0].code == 200
     register = await browser.post(
         "/register", {"username": "back", "password": "correct horse", "confirm": "correct horse"}
@@ -368,7 +375,7 @@ async def test_unreachable_database_fails_fast_after_the_first_error(proxied_sit
     assert (await timed("/login"))[0].code == 200
 
     proxy.start()
-    await asyncio.sleep(app.db.fail_fast_seconds)
+    await asyncio.sleep(app.models.db.fail_fast_seconds)
     deadline = time.monotonic() + 5
     while (await timed(uncached()))[0].code != 200:
         assert time.monotonic() < deadline, "no recovery within 5 s"
@@ -411,7 +418,7 @@ async def test_database_down_at_start_then_up(clean_db, own_http_client):
         db_settings=dict(clean_db, port=proxy.port), pool_size=2, cookie_secret="x", argon2=CHEAP_ARGON2
     )
     sock, port = bind_unused_port()
-    srv = server.make_http_server(app)
+    srv = make_http_server(app)
     srv.add_socket(sock)
     http = own_http_client()
     url = "http://127.0.0.1:%d" % port
@@ -420,7 +427,7 @@ async def test_database_down_at_start_then_up(clean_db, own_http_client):
         assert_error_page(response, 503)
         assert (await http.fetch(url + "/healthz", raise_error=False)).code == 503
         proxy.start()
-        await asyncio.sleep(app.db.fail_fast_seconds + 0.1)
+        await asyncio.sleep(app.models.db.fail_fast_seconds + 0.1)
         assert (await http.fetch(url + "/", raise_error=False)).code == 200
         assert (await http.fetch(url + "/healthz", raise_error=False)).code == 200
     finally:
@@ -510,18 +517,18 @@ def test_database_name_is_checked(db_settings):
 
 @pytest.mark.gen_test
 async def test_housekeeping_drops_expired_sessions_and_old_failures(app, db_settings):
-    user_id = await add_user(app.db, "keeper")
+    user_id = await add_user(app.models.db, "keeper")
     for token, days in (("live", 1), ("dead", -1)):
-        await app.db.execute(
+        await app.models.db.execute(
             "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (%s, %s, NOW() + INTERVAL %s DAY)",
             (token, user_id, days),
         )
     for minutes in (1, 60):
-        await app.db.execute(
+        await app.models.db.execute(
             "INSERT INTO login_failures (username, ip, failed_at)"
             " VALUES ('x', '127.0.0.1', NOW() - INTERVAL %s MINUTE)",
             (minutes,),
         )
-    await app.housekeeping()
+    await housekeeping(app.models)
     assert sql_scalar(db_settings, "SELECT GROUP_CONCAT(token_hash) FROM sessions") == "live"
     assert sql_scalar(db_settings, "SELECT COUNT(*) FROM login_failures") == 1

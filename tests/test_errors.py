@@ -19,7 +19,7 @@ ERROR_CASES = {
     "400 page out of range": (lambda c: c.get("/?page=0"), 400, "Invalid page."),
     "403 xsrf": (_forged_post, 403, XSRF_MESSAGE),
     "404 unknown path": (lambda c: c.get("/no/such/page"), 404, "There is nothing here."),
-    "404 unknown story": (lambda c: c.get("/story/999999"), 404, "There is nothing here."),
+    "404 unknown story": (lambda c: c.get("/story/999999"), 404, "No story has that id."),
     "404 story id beyond INT UNSIGNED": (lambda c: c.get("/story/99999999999999999999"), 404, None),
     "405 GET on a POST route": (lambda c: c.get("/logout"), 405, "That method is not allowed here."),
 }
@@ -48,8 +48,12 @@ async def test_403_for_someone_elses_story(client, make_client):
     story_id = await client.new_story("Mine", "text")
     mallory = make_client()
     await mallory.register("mallory", "correct horse")
-    assert_error_page(await mallory.get("/story/%d/edit" % story_id), 403, "You are not allowed")
-    assert_error_page(await mallory.post("/story/%d/delete" % story_id), 403, "You are not allowed")
+    assert_error_page(
+        await mallory.get("/story/%d/edit" % story_id), 403, "Only the story's author may change it."
+    )
+    assert_error_page(
+        await mallory.post("/story/%d/delete" % story_id), 403, "Only the story's author may change it."
+    )
     assert (await client.get("/story/%d" % story_id)).code == 200
 
 

@@ -87,10 +87,10 @@ async def test_a_slow_query_is_stopped_by_the_server_and_is_not_an_outage(clean_
 @pytest.mark.gen_test(timeout=30)
 async def test_a_query_timeout_fails_only_its_own_request(app, client, db_settings):
     # The client-side bound (asyncio.wait_for) fires first here: still not an outage.
-    app.db.query_timeout = 0.3
+    app.models.db.query_timeout = 0.3
     with pytest.raises(QueryTimeout):
-        await app.db.fetch_one("SELECT SLEEP(0.6) AS s")
-    app.db.query_timeout = 5
+        await app.models.db.fetch_one("SELECT SLEEP(0.6) AS s")
+    app.models.db.query_timeout = 5
     assert (await client.get("/")).code == 200
 
 
@@ -424,7 +424,7 @@ async def test_publishing_waits_for_the_members_row_lock(app, db_settings):
         with other.cursor() as cur:
             cur.execute("BEGIN")
             cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
-            task = asyncio.ensure_future(app.stories.create(user_id, "Same", "Same body."))
+            task = asyncio.ensure_future(app.models.stories.create(user_id, "Same", "Same body."))
             await asyncio.sleep(0.5)
             assert not task.done()  # waiting for the lock
             cur.execute(

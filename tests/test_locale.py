@@ -388,7 +388,9 @@ async def test_a_visitors_choice_is_kept_when_they_register(client, make_client,
 
 # --- the chat page -------------------------------------------------------------------------------
 
-CHAT_FRAME_ERRORS = re.compile(r'(?:return None, |send_error\(|"message": )("(?:[^"\\]|\\.)*")( % MAX_BODY)?')
+CHAT_FRAME_ERRORS = re.compile(
+    r'(?:return None, |send_error_frame\(|"message": )("(?:[^"\\]|\\.)*")( % MAX_BODY)?'
+)
 
 
 def chat_error_table(page):

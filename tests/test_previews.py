@@ -195,7 +195,7 @@ async def publish_links(app, client, *urls, title="Links"):
     if not client.cookies.get("session"):
         await client.register("alice")
     story_id = await client.new_story(title, "\n\n".join("<%s>" % u for u in urls))
-    await app.previews.idle()
+    await app.models.previews.idle()
     return story_id
 
 
@@ -252,7 +252,7 @@ async def test_slow_page_times_out_and_the_app_stays_fast(http_server, app, clie
     r = await client.post("/story/new", {"title": "Slow", "body": "<%s/slow>" % upstream.a})
     assert r.code == 302 and time.monotonic() - started < 1.0  # the save does not wait
     story_id = int(r.headers["Location"].rsplit("/", 1)[1])
-    assert app.previews.tasks
+    assert app.models.previews.tasks
     slowest = 0.0
     for _ in range(10):  # the app answers promptly while the fetch waits
         t = time.monotonic()
@@ -261,11 +261,11 @@ async def test_slow_page_times_out_and_the_app_stays_fast(http_server, app, clie
         slowest = max(slowest, time.monotonic() - t)
         await asyncio.sleep(0.1)
     assert slowest < 0.5
-    await app.previews.idle()
+    await app.models.previews.idle()
     elapsed = time.monotonic() - started
     assert 2.5 < elapsed < 6, elapsed  # the 3 s request timeout, not the page's 10 s
     assert await cards(client, story_id) == []
-    row = await app.previews.cached(upstream.a + "/slow")
+    row = await app.models.previews.cached(upstream.a + "/slow")
     assert not row["ok"] and "Timeout" in row["error"]
 
 
@@ -283,14 +283,14 @@ async def test_huge_page_is_cut_at_the_cap(http_server, app, client, upstream):
 async def test_declared_length_over_the_cap_is_not_read(http_server, app, client, upstream):
     story_id = await publish_links(app, client, upstream.a + "/declared-huge")
     assert await cards(client, story_id) == []
-    assert (await app.previews.cached(upstream.a + "/declared-huge"))["error"] == "larger than the cap"
+    assert (await app.models.previews.cached(upstream.a + "/declared-huge"))["error"] == "larger than the cap"
 
 
 @pytest.mark.gen_test
 async def test_non_html_is_not_parsed(http_server, app, client, upstream):
     story_id = await publish_links(app, client, upstream.a + "/image")
     assert await cards(client, story_id) == []
-    row = await app.previews.cached(upstream.a + "/image")
+    row = await app.models.previews.cached(upstream.a + "/image")
     assert not row["ok"] and row["error"] == "not HTML: image/png"
 
 
@@ -300,7 +300,7 @@ async def test_redirects_are_followed_up_to_three(http_server, app, client, upst
     story_id = await publish_links(app, client, ok, upstream.a + "/loop")
     assert [c["title"] for c in await cards(client, story_id)] == ["OG & title"]
     assert upstream.count(None, "/loop") == 4  # the first request and three redirects
-    row = await app.previews.cached(upstream.a + "/loop")
+    row = await app.models.previews.cached(upstream.a + "/loop")
     assert row["error"] == "too many redirects"
 
 
@@ -321,7 +321,7 @@ async def test_cache_is_used_then_refreshed_when_stale(http_server, app, client,
     assert upstream.count(None, "/page") == 1  # fresh in the cache: not fetched again
     query(db_settings, "UPDATE link_previews SET fetched_at = NOW() - INTERVAL 2 DAY")
     assert len(await cards(client, first)) == 1  # the stale card still shows...
-    await app.previews.idle()
+    await app.models.previews.idle()
     assert upstream.count(None, "/page") == 2  # ...and is fetched again in the background
     row = query(db_settings, "SELECT fetched_at > NOW() - INTERVAL 1 MINUTE AS fresh FROM link_previews")
     assert row[0]["fresh"]
@@ -338,7 +338,7 @@ async def test_api_saves_fetch_previews_too(http_server, app, client, upstream):
         headers={"Content-Type": "application/json", "X-XSRFToken": client.xsrf},
     )
     assert r.code == 201
-    await app.previews.idle()
+    await app.models.previews.idle()
     story_id = int(r.headers["Location"].rsplit("/", 1)[1])
     assert [c["title"] for c in await cards(client, story_id)] == ["OG & title"]
 
@@ -354,7 +354,7 @@ async def test_loopback_refused_end_to_end(http_server, app, client, upstream):
     assert await cards(client, story_id) == []
     assert upstream.hits == []  # not one connection
     for url in urls:
-        row = await app.previews.cached(url)
+        row = await app.models.previews.cached(url)
         assert not row["ok"] and row["error"] == "refused address", url
 
 
@@ -371,7 +371,7 @@ async def test_redirect_to_loopback_refused(http_server, app, client, upstream):
     assert upstream.count(None, "/redirect") == 2
     assert upstream.count(None, "/page") == 0
     for url in urls:
-        assert (await app.previews.cached(url))["error"] == "refused address"
+        assert (await app.models.previews.cached(url))["error"] == "refused address"
 
 
 @PRIVATE_OFF

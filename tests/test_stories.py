@@ -12,7 +12,9 @@ from tests.helpers import query
 from views.forms import MESSAGES
 
 NOT_ALLOWED = "You are not allowed to do that."
+NOT_YOURS = "Only the story's author may change it."
 NOT_FOUND = "There is nothing here."
+NO_STORY = "No story has that id."
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -84,7 +86,7 @@ def assert_error_page(response, status, message):
     assert response.headers["Content-Type"].startswith("text/html")
     page = text(response)
     assert "<h1>%d · " % status in page, page
-    assert "<p>%s</p>" % message in page
+    assert "<p>%s</p>" % xhtml_escape(message) in page
     assert "Traceback" not in page
 
 
@@ -470,8 +472,8 @@ async def test_owner_deletes_a_story(client, db_settings):
     page = text(r)
     assert '<p class="flash" role="status">Story deleted.</p>' in page
     assert "Doomed" not in page and "Keep" in page
-    assert_error_page(await client.get("/story/%d" % story_id), 404, NOT_FOUND)
-    assert_error_page(await client.post("/story/%d/delete" % story_id), 404, NOT_FOUND)
+    assert_error_page(await client.get("/story/%d" % story_id), 404, NO_STORY)
+    assert_error_page(await client.post("/story/%d/delete" % story_id), 404, NO_STORY)
 
 
 @pytest.mark.gen_test
@@ -481,15 +483,13 @@ async def test_another_member_gets_403_and_nothing_changes(client, db_settings, 
     before = stored(db_settings, story_id)
     bob = await member(make_client, "bob")
 
-    assert_error_page(await bob.get("/story/%d/edit" % story_id), 403, NOT_ALLOWED)
+    assert_error_page(await bob.get("/story/%d/edit" % story_id), 403, NOT_YOURS)
     assert_error_page(
-        await bob.post("/story/%d/edit" % story_id, {"title": "Bob's", "body": "Stolen"}), 403, NOT_ALLOWED
+        await bob.post("/story/%d/edit" % story_id, {"title": "Bob's", "body": "Stolen"}), 403, NOT_YOURS
     )
     # Invalid input from a stranger is still a 403, not a form.
-    assert_error_page(
-        await bob.post("/story/%d/edit" % story_id, {"title": "", "body": ""}), 403, NOT_ALLOWED
-    )
-    assert_error_page(await bob.post("/story/%d/delete" % story_id), 403, NOT_ALLOWED)
+    assert_error_page(await bob.post("/story/%d/edit" % story_id, {"title": "", "body": ""}), 403, NOT_YOURS)
+    assert_error_page(await bob.post("/story/%d/delete" % story_id), 403, NOT_YOURS)
     assert stored(db_settings, story_id) == before
 
 
@@ -525,11 +525,15 @@ async def test_delete_is_post_only(client, db_settings):
 @pytest.mark.gen_test
 async def test_edit_and_delete_of_unknown_story_are_404(client):
     await client.register("alice")
-    for path in ("/story/424242/edit", "/story/99999999999999999999/edit"):
-        assert_error_page(await client.get(path), 404, NOT_FOUND)
-        assert_error_page(await client.post(path, {"title": "t", "body": "b"}), 404, NOT_FOUND)
-    for path in ("/story/424242/delete", "/story/99999999999999999999/delete"):
-        assert_error_page(await client.post(path), 404, NOT_FOUND)
+    # An id the route takes is looked up (no such story); a longer one matches no route.
+    for path, message in (("/story/424242/edit", NO_STORY), ("/story/99999999999999999999/edit", NOT_FOUND)):
+        assert_error_page(await client.get(path), 404, message)
+        assert_error_page(await client.post(path, {"title": "t", "body": "b"}), 404, message)
+    for path, message in (
+        ("/story/424242/delete", NO_STORY),
+        ("/story/99999999999999999999/delete", NOT_FOUND),
+    ):
+        assert_error_page(await client.post(path), 404, message)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -553,7 +557,7 @@ async def test_edit_and_delete_of_unknown_story_are_404(client):
 @pytest.mark.gen_test
 async def test_unknown_story_is_a_404_page(client, path):
     r = await client.get(path)
-    assert_error_page(r, 404, NOT_FOUND)
+    assert_error_page(r, 404, NO_STORY if re.fullmatch(r"/story/[0-9]{1,10}", path) else NOT_FOUND)
     assert "<h1>404 · Not Found</h1>" in text(r)
     assert r.headers["X-Content-Type-Options"] == "nosniff"
 
@@ -616,6 +620,6 @@ async def test_the_model_checks_the_owner_too(app, client, make_client, db_setti
     bob = make_client()
     await bob.register("bob")
     bob_id = query(db_settings, "SELECT id FROM users WHERE username = 'bob'")[0]["id"]
-    assert not await app.stories.update(story_id, bob_id, "Taken", "over")
-    assert not await app.stories.delete(story_id, bob_id)
+    assert not await app.models.stories.update(story_id, bob_id, "Taken", "over")
+    assert not await app.models.stories.delete(story_id, bob_id)
     assert stored(db_settings, story_id)["title"] == "Mine"

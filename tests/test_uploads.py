@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from models.attachments import clean_filename, content_disposition, human_size, sniff_type
+from serving.housekeeping import housekeeping
 from tests import serverproc as sp
 from tests.helpers import query
 
@@ -603,7 +604,7 @@ async def test_housekeeping_removes_crash_leftovers_and_files_without_a_row(
     fresh_orphan = make(os.path.join("dd", "dd", "d" * 32), time.time())  # about to get its row
     kept = os.path.join(row["storage_name"][:2], row["storage_name"][2:4], row["storage_name"])
     os.utime(os.path.join(upload_dir, kept), (old, old))  # old, but it has a row
-    await app.housekeeping()
+    await housekeeping(app.models)
     left = stored_files(upload_dir)
     assert stale_tmp not in left and orphan not in left
     assert fresh_tmp in left and fresh_orphan in left and kept in left
@@ -619,7 +620,7 @@ async def test_an_upload_dir_that_cannot_be_used_answers_clearly(app, client, db
     assert response.code == 500
     assert b"could not be saved on the server. Nothing was saved." in response.body
     assert rows(db_settings) == ()
-    await app.housekeeping()  # and the sweep does not trip over it
+    await housekeeping(app.models)  # and the sweep does not trip over it
 
 
 # --- a disk write that really fails -----------------------------------------------------------

@@ -2,8 +2,10 @@
 
 import tornado.web
 
+from models.validate import MAX_ID, whole_number
 from views.auth import too_many_attempts_message
-from views.base import SESSION_COOKIE, BaseHandler
+from views.base import SESSION_COOKIE, PageHandler
+from views.errors import Refusal
 from views.forms import MESSAGES, new_password_errors
 
 
@@ -16,8 +18,9 @@ class AccountPageMixin:
         self.throttle = throttle
 
     async def show(self, values=None, errors=None, status=200, new_token=None, new_token_name=None):
-        sessions = await self.application.sessions.list_for(self.current_user["id"])
-        tokens = await self.application.tokens.list_for(self.current_user["id"])
+        models = self.application.models
+        sessions = await models.sessions.list_for(self.current_user["id"])
+        tokens = await models.tokens.list_for(self.current_user["id"])
         self.set_status(status)
         # Sessions, IPs, devices, a new token: never kept by a shared cache or the back button's disk cache.
         self.set_header("Cache-Control", "no-store")
@@ -32,13 +35,13 @@ class AccountPageMixin:
         )
 
 
-class AccountHandler(AccountPageMixin, BaseHandler):
+class AccountHandler(AccountPageMixin, PageHandler):
     @tornado.web.authenticated
     async def get(self):
         await self.show()
 
 
-class PasswordChangeHandler(AccountPageMixin, BaseHandler):
+class PasswordChangeHandler(AccountPageMixin, PageHandler):
     @tornado.web.authenticated
     async def post(self):
         current = self.get_body_argument("current", "", strip=False)
@@ -61,7 +64,6 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
             return await self.show(errors=errors, status=400)
         ended = await self.users.change_password(user["id"], await self.passwords.hash(password))
         await self.log_in(user["id"])  # this browser goes on with a new session token
-        self.application.chat.session_ended(user["id"])  # chat tabs of the ended sessions close
         revoked = max(0, ended - 1)
         message = self.locale.translate(
             "Password changed. %(count)d other session signed out.",
@@ -72,26 +74,22 @@ class PasswordChangeHandler(AccountPageMixin, BaseHandler):
         self.redirect(self.reverse_url("account"))
 
 
-class SessionRevokeHandler(BaseHandler):
+class SessionRevokeHandler(PageHandler):
     """Revoke one session (`session` = its id) or all of them (`all`), this one included."""
 
     @tornado.web.authenticated
     async def post(self):
-        sessions = self.application.sessions
+        sessions = self.application.models.sessions
         user = self.current_user
         if self.get_body_argument("all", ""):
-            await sessions.revoke_all_for(user["id"])
-            self.application.chat.session_ended(user["id"])
+            await sessions.revoke_all_for(user["id"])  # its sockets close too
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash(self.locale.translate("You are signed out everywhere."))
             return self.redirect(self.reverse_url("login"))
-        raw = self.get_body_argument("session", "")
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not await sessions.revoke(
-            user["id"], int(raw)
-        ):
-            raise tornado.web.HTTPError(400, reason="No such session")
-        self.application.chat.session_ended(user["id"])
-        if int(raw) == user["session_id"]:
+        session_id = whole_number(self.get_body_argument("session", ""), 1, MAX_ID)
+        if session_id is None or not await sessions.revoke(user["id"], session_id):
+            raise Refusal(400, "No such session.")
+        if session_id == user["session_id"]:
             self.clear_cookie(SESSION_COOKIE)
             self.set_flash(self.locale.translate("This session is signed out."))
             return self.redirect(self.reverse_url("login"))

@@ -2,11 +2,11 @@
 
 from models.users import TooManyRegistrations, UsernameTaken
 from views import i18n
-from views.base import SESSION_COOKIE, BaseHandler
+from views.base import SESSION_COOKIE, PageHandler
 from views.forms import MESSAGES, registration_errors
 
 
-class RegisterHandler(BaseHandler):
+class RegisterHandler(PageHandler):
     def initialize(self, users, passwords):
         self.users = users
         self.passwords = passwords
@@ -55,7 +55,7 @@ class RegisterHandler(BaseHandler):
         self.render_form("register.html", values, errors, status=429)
 
 
-class LoginHandler(BaseHandler):
+class LoginHandler(PageHandler):
     def initialize(self, users, passwords, throttle):
         self.users = users
         self.passwords = passwords
@@ -108,13 +108,11 @@ def too_many_attempts_message(wait, locale):
     ) % {"minutes": minutes}
 
 
-class LogoutHandler(BaseHandler):
+class LogoutHandler(PageHandler):
     async def post(self):
         token = self.session_token()
         if token:
-            await self.application.sessions.delete_token(token)
-        if self.current_user:
-            self.application.chat.session_ended(self.current_user["id"])  # its chat tabs close
+            await self.application.models.sessions.delete_token(token)  # its sockets close too
         self.clear_cookie(SESSION_COOKIE)
         self.set_flash(self.locale.translate("You are signed out."))
         self.redirect(self.reverse_url("index"))

@@ -1,4 +1,16 @@
-"""BaseHandler: security headers, the session behind `current_user`, flash messages, error pages."""
+"""The handler hierarchy, as jupyter_server has it:
+
+    BaseMixin           headers, argument decoding, logging, Secure cookies, the session,
+                        typed XSRF/origin refusals, oversized bodies, HEAD wherever GET works
+    ├── PageMixin       HTML: the template namespace, flash messages, the site's error pages
+    │   ├── PageHandler         every page (views/*.py)
+    │   └── StaticFileHandler   static/ (and attachments, views/uploads.py)
+    ├── ApiHandler      JSON in and out, JSON errors, Bearer tokens (views/api.py)
+    └── SocketHandler   WebSockets: the session at the handshake, frames (views/sockets.py)
+
+An error is raised anywhere as an HTTPError or a views.errors.Refusal and worded in one place,
+views.errors.error_message(); each kind only says how it is sent.
+"""
 
 import traceback
 import urllib.parse
@@ -6,7 +18,10 @@ import urllib.parse
 import tornado.web
 from tornado.log import app_log, gen_log
 
+from models.validate import whole_number
+from serving.tracking import loggable_path
 from views import i18n
+from views.errors import Refusal, XsrfRefusal, error_message, field_messages
 
 SESSION_COOKIE = "session"
 FLASH_COOKIE = "flash"
@@ -16,17 +31,6 @@ CSP = (
     "default-src 'self'; img-src 'self' https: data:; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-ERROR_MESSAGES = {
-    400: "The request could not be understood.",
-    403: "You are not allowed to do that.",
-    404: "There is nothing here.",
-    405: "That method is not allowed here.",
-    413: "That is too large.",
-    429: "Too many attempts. Please wait and try again.",
-    500: "Something went wrong on our side. It has been logged.",
-    503: "The site is briefly unavailable. Please try again in a moment.",
-}
 
 
 def security_headers(handler):
@@ -50,55 +54,12 @@ def is_local_path(target):
     return not parts.scheme and not parts.netloc
 
 
-def loggable_path(request, limit=200):
-    """The path for a log line: cut, so a 60 KB path does not fill the log."""
-    path = request.path
-    return path if len(path) <= limit else path[:limit] + "…[%d chars]" % len(path)
+class BaseMixin:
+    """What every handler shares, pages, API, sockets and static files alike."""
 
-
-def refuse_oversized_body(handler):
-    """413 for a body that application.RequestTracker dropped for being over the limit."""
-    if getattr(handler.request, "body_too_large", False):
-        raise tornado.web.HTTPError(413, "request body over the limit")
-
-
-class SessionMixin:
-    """Reads the signed session cookie into `current_user`; shared by pages and the chat socket."""
-
-    def session_token(self):
-        """The session token from the signed cookie, or None (missing, tampered, too old)."""
-        token = self.get_signed_cookie(
-            SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
-        )
-        return token.decode() if token else None
-
-    async def load_session(self):
-        token = self.session_token()
-        if not token:
-            return None
-        user = await self.application.sessions.lookup(token)
-        if user is None:
-            return None
-        if user["due_for_touch"]:
-            await self.application.sessions.touch(user["session_id"], self.request.remote_ip)
-            self.set_session_cookie(token)  # slide the browser's expiry too
-        return user
-
-    def set_session_cookie(self, token):
-        self.set_signed_cookie(
-            SESSION_COOKIE,
-            token,
-            expires_days=self.settings["session_days"],
-            httponly=True,
-            samesite="Lax",
-        )
-
-
-class PageMixin:
-    """What every HTML response shares, static files and error pages included: security headers,
-    the template namespace, the site's error pages, logs without query strings."""
-
-    flash = None
+    translate_errors = True  # error sentences in the reader's language (the API: English)
+    xsrf_message = "This form has expired or came from another site. Reload the page and try again."
+    too_large_message = "That is too large."  # a form's handler says what is too large
 
     def set_default_headers(self):
         security_headers(self)
@@ -110,6 +71,118 @@ class PageMixin:
             kwargs.setdefault("secure", True)
         super().set_cookie(name, value, **kwargs)
 
+    def decode_argument(self, value, name=None):
+        # Tornado's own error quotes the undecodable bytes, which then reach the log: a password
+        # with one bad byte would be written out. Name the argument, never its value.
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise tornado.web.HTTPError(400, "invalid UTF-8 in %s", name or "the URL") from None
+
+    def log_exception(self, typ, value, tb):
+        # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
+        summary = "%s %s (%s)" % (self.request.method, loggable_path(self.request), self.request.remote_ip)
+        if isinstance(value, tornado.web.HTTPError):
+            if value.get_message():
+                gen_log.warning("%d %s: %s", value.status_code, summary, value.get_message())
+        else:
+            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
+
+    # --- checks Tornado runs before prepare() ------------------------------------------------
+
+    def refuse_oversized_body(self):
+        """413 for a body that serving.tracking dropped for being over the limit."""
+        if getattr(self.request, "body_too_large", False):
+            raise tornado.web.HTTPError(413, "request body over the limit")
+
+    def check_xsrf_cookie(self):
+        self.refuse_oversized_body()  # a dropped body has no _xsrf, and deserves the 413
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if site in ("cross-site", "same-site") and "Origin" not in self.request.headers:
+            # Tornado refuses this too, but without asking check_trusted_origin: untyped.
+            raise XsrfRefusal("Sec-Fetch-Site %s without an Origin" % site)
+        try:
+            super().check_xsrf_cookie()
+        except tornado.web.HTTPError as e:
+            if e.status_code != 403:
+                raise  # an _xsrf that is not even UTF-8: a 400
+            raise XsrfRefusal(e.get_message()) from None
+
+    def check_trusted_origin(self, origin):
+        # Tornado asks only for requests that look cross-origin; a False would be its own
+        # untyped 403, so the refusal is raised here, typed.
+        if origin in self.settings.get("trusted_origins", ()):
+            return True
+        raise XsrfRefusal("origin %r not trusted" % origin[:100])
+
+    async def head(self, *args, **kwargs):
+        # HEAD wherever GET works: the same handler, and Tornado sends the headers without a body.
+        if type(self).get is tornado.web.RequestHandler.get:
+            raise tornado.web.HTTPError(405)
+        result = self.get(*args, **kwargs)
+        if result is not None:
+            await result
+
+    # --- the session ----------------------------------------------------------------------
+
+    def session_token(self):
+        """The session token from the signed cookie, or None (missing, tampered, too old)."""
+        token = self.get_signed_cookie(
+            SESSION_COOKIE, max_age_days=self.settings["session_days"], min_version=2
+        )
+        return token.decode() if token else None
+
+    async def load_session(self):
+        """The member of this browser's live session, or None."""
+        token = self.session_token()
+        if not token:
+            return None
+        sessions = self.application.models.sessions
+        user = await sessions.lookup(token)
+        if user is None:
+            return None
+        if user["due_for_touch"]:
+            await sessions.touch(user["session_id"], self.request.remote_ip)
+            self.set_session_cookie(token)  # slide the browser's expiry too
+        return user
+
+    def set_session_cookie(self, token):
+        self.set_signed_cookie(
+            SESSION_COOKIE, token, expires_days=self.settings["session_days"], httponly=True, samesite="Lax"
+        )
+
+    def get_user_locale(self):
+        return i18n.user_locale(self)
+
+    def get_browser_locale(self, default=i18n.DEFAULT):
+        return i18n.browser_locale(self, default)
+
+    # --- input ----------------------------------------------------------------------------
+
+    page_message = "Invalid page."
+    strict_numbers = False  # an empty ?page= is page 1 on pages; the API's schema says integer
+
+    def page_argument(self, high=100000):
+        """The ?page= number: 1 when absent, a 400 unless it is a whole number in [1, high]."""
+        raw = self.get_query_argument("page", None)
+        if raw is None or (raw == "" and not self.strict_numbers):
+            return 1
+        value = whole_number(raw, 1, high)
+        if value is None:
+            raise Refusal(400, self.page_message, high=high)
+        return value
+
+    def error_headers(self, exc):
+        if isinstance(exc, Refusal):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+
+
+class PageMixin(BaseMixin):
+    """HTML responses: the template namespace and the site's error pages."""
+
+    flash = None
+
     def index_url(self, query="", page=1):
         """The index URL for a page of results, keeping the search."""
         params = [(k, v) for k, v in (("q", query), ("page", page if page > 1 else "")) if v]
@@ -117,12 +190,6 @@ class PageMixin:
 
     def get_login_url(self):
         return self.reverse_url("login")
-
-    def get_user_locale(self):
-        return i18n.user_locale(self)
-
-    def get_browser_locale(self, default=i18n.DEFAULT):
-        return i18n.browser_locale(self, default)
 
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
@@ -137,55 +204,19 @@ class PageMixin:
         namespace.update(i18n.namespace(self))
         return namespace
 
-    # --- errors ---------------------------------------------------------------------------
-
-    too_large_message = ERROR_MESSAGES[413]  # a form's handler says what is too large
-
-    def check_xsrf_cookie(self):
-        # Tornado checks XSRF before prepare(): a dropped body has no _xsrf, and deserves the 413.
-        refuse_oversized_body(self)
-        super().check_xsrf_cookie()
-
-    def decode_argument(self, value, name=None):
-        # Tornado's own error quotes the undecodable bytes, which then reach the log: a password
-        # with one bad byte would be written out. Name the argument, never its value.
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise tornado.web.HTTPError(400, "invalid UTF-8 in %s", name or "the URL") from None
-
-    def log_exception(self, typ, value, tb):
-        # Tornado's own summary includes the query string; ours keeps tokens out of the logs.
-        summary = "%s %s (%s)" % (self.request.method, loggable_path(self.request), self.request.remote_ip)
-        if isinstance(value, tornado.web.HTTPError):
-            if value.log_message:
-                message = value.log_message % value.args if value.args else value.log_message
-                gen_log.warning("%d %s: %s", value.status_code, summary, message)
-        else:
-            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
-
     def write_error(self, status_code, **kwargs):
         # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
-        exc = kwargs.get("exc_info")
-        message = ERROR_MESSAGES.get(status_code, self._reason)
-        if status_code == 413:
-            message = self.too_large_message
-        error = str(exc[1]).lower() if exc else ""
-        if status_code == 403 and ("xsrf" in error or "origin" in error):
-            message = "This form has expired or came from another site. Reload the page and try again."
-        elif status_code == 400 and exc and isinstance(exc[1], tornado.web.HTTPError) and exc[1].reason:
-            message = exc[1].reason + "."
-        # The English messages are the catalogue's keys (a reason it lacks stays English).
-        translate = self.locale.translate
-        message = translate(message)
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.error_headers(exc)
+        message = error_message(self, status_code, exc)
         trace = None
-        if self.settings.get("serve_traceback") and exc:
-            trace = "".join(traceback.format_exception(*exc))
+        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
+            trace = "".join(traceback.format_exception(*kwargs["exc_info"]))
         try:
             self.render(
                 "error.html",
                 status_code=status_code,
-                title=translate(i18n.status_title(status_code)),
+                title=self.locale.translate(i18n.status_title(status_code)),
                 message=message,
                 trace=trace,
             )
@@ -193,11 +224,13 @@ class PageMixin:
             self.finish("%d: %s" % (status_code, message))
 
 
-class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
+class PageHandler(PageMixin, tornado.web.RequestHandler):
+    """Every page. `current_user` is the member of the session (or None), read in prepare()."""
+
     needs_session = True  # False where a page never shows who is logged in (no query at all)
 
     async def prepare(self):
-        refuse_oversized_body(self)
+        self.refuse_oversized_body()
         if self.needs_session:
             self.current_user = await self.load_session()
         message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1, min_version=2)
@@ -210,32 +243,17 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
         # every page would be work for nothing. Handlers with stable bodies set their own ETag.
         return None
 
-    async def head(self, *args, **kwargs):
-        # HEAD wherever GET works: the same handler, and Tornado sends the headers without a body.
-        if type(self).get is tornado.web.RequestHandler.get:
-            raise tornado.web.HTTPError(405)
-        result = self.get(*args, **kwargs)
-        if result is not None:
-            await result
-
-    # --- helpers for handlers -------------------------------------------------------------
-
     def set_flash(self, message):
         """A one-time message shown on the next page (signed, so nobody can plant one)."""
-        self.set_signed_cookie(
-            FLASH_COOKIE,
-            message,
-            expires_days=None,
-            httponly=True,
-            samesite="Lax",
-        )
+        self.set_signed_cookie(FLASH_COOKIE, message, expires_days=None, httponly=True, samesite="Lax")
 
     async def log_in(self, user_id):
         """Start a new session; a session the browser already had ends (no fixation, no orphans)."""
+        sessions = self.application.models.sessions
         old = self.session_token()
         if old:
-            await self.application.sessions.delete_token(old)
-        token = await self.application.sessions.create(
+            await sessions.delete_token(old)
+        token = await sessions.create(
             user_id, self.request.remote_ip, self.request.headers.get("User-Agent", "")
         )
         self.set_session_cookie(token)
@@ -245,22 +263,17 @@ class BaseHandler(PageMixin, SessionMixin, tornado.web.RequestHandler):
         return target if is_local_path(target) else (default or self.reverse_url("index"))
 
     def render_form(self, template, values, errors, status=400, **kwargs):
-        """Re-render a form with the user's values and a message per bad field."""
+        """Re-render a form with the user's values and a message per bad field: `errors` maps a
+        field to a catalogue key, or is a Refusal whose fields say it."""
         self.set_status(status)
-        errors = {field: self.locale.translate(message) for field, message in errors.items()}
+        if isinstance(errors, Refusal):
+            errors = field_messages(self, errors)
+        else:
+            errors = {field: self.locale.translate(message) for field, message in errors.items()}
         self.render(template, values=values, field_errors=errors, **kwargs)
 
-    def int_argument(self, name, default, low=1, high=100000):
-        """A whole-number query argument in [low, high], or a 400."""
-        raw = self.get_query_argument(name, "")
-        if raw == "":
-            return default
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
-            raise tornado.web.HTTPError(400, "bad query argument", reason="Invalid %s" % name)
-        return int(raw)
 
-
-class NotFoundHandler(BaseHandler):
+class NotFoundHandler(PageHandler):
     """The site's 404 page for paths no route matches (the `default_handler_class`)."""
 
     async def prepare(self):
@@ -268,7 +281,7 @@ class NotFoundHandler(BaseHandler):
         raise tornado.web.HTTPError(404)
 
 
-class BadHostHandler(BaseHandler):
+class BadHostHandler(PageHandler):
     """Requests whose Host is not in `allowed_hosts` (chosen in Application.find_handler)."""
 
     def check_xsrf_cookie(self):
@@ -278,7 +291,7 @@ class BadHostHandler(BaseHandler):
         return True
 
     async def prepare(self):
-        raise tornado.web.HTTPError(400, reason="Unknown host")
+        raise Refusal(400, "Unknown host.")
 
 
 class StaticFileHandler(PageMixin, tornado.web.StaticFileHandler):
@@ -287,5 +300,9 @@ class StaticFileHandler(PageMixin, tornado.web.StaticFileHandler):
     def parse_url_path(self, url_path):
         # A NUL (from %00) would reach os.stat and raise ValueError: a 500 with a traceback.
         if "\x00" in url_path:
-            raise tornado.web.HTTPError(400, reason="Invalid path")
+            raise Refusal(400, "Invalid path.")
         return super().parse_url_path(url_path)
+
+    def head(self, path):
+        # Tornado's own HEAD for files (no body read from disk), not the pages' HEAD → GET.
+        return tornado.web.StaticFileHandler.head(self, path)

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import tornado.web
 
-from views.api import iso
-from views.base import BaseHandler
+from models.db import iso
+from views.base import PageHandler
 
 ATOM = "http://www.w3.org/2005/Atom"
 EPOCH = datetime.datetime(1970, 1, 1)
@@ -21,7 +21,7 @@ def text(value):
     return NOT_XML.sub("", value)
 
 
-class FeedHandler(BaseHandler):
+class FeedHandler(PageHandler):
     needs_session = False  # the same feed for everyone
     # The same bytes for everyone (no XSRF token in it): Tornado's body-hash ETag is worth it here.
     compute_etag = tornado.web.RequestHandler.compute_etag

@@ -1,6 +1,11 @@
-"""Form validation shared by the pages (and later the JSON API): each returns {field: message}."""
+"""Validation shared by the pages and the JSON API: each check returns {field: message}, with
+messages as English catalogue keys (MESSAGES); `story_refusal` words a model's refusal of a story."""
 
+import math
 import re
+
+from models.stories import TooLarge, TooManyStories, TooMuchMarkup
+from views.errors import Refusal
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_]{3,32}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
@@ -83,3 +88,23 @@ def token_name_errors(name):
     if len(name) > 64:
         return {"name": MESSAGES["token_name_long"]}
     return {}
+
+
+def story_refusal(exc, per_hour):
+    """A refusal of a story write by models/stories.py (TooLarge, TooMuchMarkup, TooManyStories)
+    as a Refusal on the `body` field: the pages show it beside the field, the API as its error."""
+    if isinstance(exc, TooManyStories):
+        key = MESSAGES["stories_per_hour"]
+        return Refusal(
+            429,
+            key,
+            fields={"body": key},
+            headers={"Retry-After": str(exc.retry_after)},
+            limit=per_hour,
+            minutes=math.ceil(exc.retry_after / 60),
+        )
+    key = MESSAGES["body_expands" if isinstance(exc, TooLarge) else "body_markup"]
+    return Refusal(400, key, fields={"body": key})
+
+
+STORY_REFUSED = (TooLarge, TooMuchMarkup, TooManyStories)

@@ -1,17 +1,17 @@
 """The index (newest stories, paging, search) and the theme preference cookie."""
 
-from views.base import THEMES, BaseHandler, is_local_path
+from views.base import THEMES, PageHandler, is_local_path
 from views.forms import MESSAGES
 
 SEARCH_MAX = 200
 
 
-class IndexHandler(BaseHandler):
+class IndexHandler(PageHandler):
     def initialize(self, stories):
         self.stories = stories
 
     async def get(self):
-        page = self.int_argument("page", 1)
+        page = self.page_argument()
         query = self.get_query_argument("q", "")
         if len(query) > SEARCH_MAX:
             self.set_status(400)
@@ -27,7 +27,7 @@ class IndexHandler(BaseHandler):
         self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)
 
 
-class ThemeHandler(BaseHandler):
+class ThemeHandler(PageHandler):
     """POST /theme: a plain preference cookie (set_cookie/get_cookie), nothing secret in it."""
 
     needs_session = False  # works even while the database is down

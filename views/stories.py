@@ -1,31 +1,35 @@
-"""A story's page, and new / edit / delete for its owner."""
+"""A story's page, and new / edit / delete for its owner; StoryLookup finds a story for any handler."""
 
 import asyncio
-import math
 
 import tornado.web
 
-from models.stories import AlreadyPublished, TooLarge, TooManyStories, TooMuchMarkup
-from views.base import BaseHandler
-from views.forms import MESSAGES, story_errors, story_values
+from models.stories import AlreadyPublished
+from views.base import PageHandler
+from views.errors import Refusal
+from views.forms import MESSAGES, STORY_REFUSED, story_errors, story_refusal, story_values
 
-MAX_ID = 2**32 - 1  # INT UNSIGNED (the routes allow at most 10 digits)
+
+class StoryLookup:
+    """The one way a handler finds a story: a 404 for an unknown id, and with check_owner a 403
+    for anyone but its author (pages, uploads and the API alike)."""
+
+    not_yours = "Only the story's author may change it."
+
+    async def find_story(self, story_id, check_owner=False):
+        story = await self.application.models.stories.get(int(story_id))
+        if story is None:
+            raise Refusal(404, "No story has that id.")
+        if check_owner and story["user_id"] != self.current_user["id"]:
+            raise Refusal(403, self.not_yours)
+        return story
 
 
-class StoryBaseHandler(BaseHandler):
+class StoryBaseHandler(StoryLookup, PageHandler):
     too_large_message = MESSAGES["form_too_large"]
 
     def initialize(self, stories):
         self.stories = stories
-
-    async def get_story(self, story_id, check_owner=False):
-        """The story, or a 404; with check_owner, a 403 unless it is the current user's."""
-        story = await self.stories.get(int(story_id)) if int(story_id) <= MAX_ID else None
-        if story is None:
-            raise tornado.web.HTTPError(404)
-        if check_owner and story["user_id"] != self.current_user["id"]:
-            raise tornado.web.HTTPError(403)
-        return story
 
     async def save(self, story=None):
         """Validate the form, then create the story (or update `story`): returns its id, or None
@@ -34,54 +38,43 @@ class StoryBaseHandler(BaseHandler):
             self.get_body_argument("title", ""), self.get_body_argument("body", "", strip=False)
         )
         values, errors = {"title": title, "body": body}, story_errors(title, body)
-        if not errors:
-            user_id = self.current_user["id"]
-            try:
-                if story is None:
-                    story_id = await self.stories.create(
-                        user_id, title, body, per_hour=self.settings["stories_per_hour"]
-                    )
-                else:
-                    await self.stories.update(story["id"], user_id, title, body)
-                    story_id = story["id"]
-                self.application.previews.schedule(story_id)  # fetched in the background
-                return story_id
-            except TooLarge:
-                errors = {"body": MESSAGES["body_expands"]}
-            except TooMuchMarkup:
-                errors = {"body": MESSAGES["body_markup"]}
-            except AlreadyPublished as e:  # a double submit: show the story the first one made
-                self.set_flash(self.locale.translate("This story was already published."))
-                self.redirect(self.reverse_url("story", e.story_id))
-                return None
-            except TooManyStories as e:
-                self.set_header("Retry-After", str(e.retry_after))
-                message = self.locale.translate(MESSAGES["stories_per_hour"]) % {
-                    "limit": self.settings["stories_per_hour"],
-                    "minutes": math.ceil(e.retry_after / 60),
-                }
-                return self.render_form("story_form.html", values, {"body": message}, status=429, story=story)
-        self.render_form("story_form.html", values, errors, story=story)
+        if errors:
+            return self.render_form("story_form.html", values, errors, story=story)
+        user_id = self.current_user["id"]
+        try:
+            if story is None:
+                return await self.stories.create(
+                    user_id, title, body, per_hour=self.settings["stories_per_hour"]
+                )
+            await self.stories.update(story["id"], user_id, title, body)
+            return story["id"]
+        except AlreadyPublished as e:  # a double submit: show the story the first one made
+            self.set_flash(self.locale.translate("This story was already published."))
+            self.redirect(self.reverse_url("story", e.story_id))
+        except STORY_REFUSED as e:
+            refusal = story_refusal(e, self.settings["stories_per_hour"])
+            self.error_headers(refusal)
+            self.render_form("story_form.html", values, refusal, status=refusal.status_code, story=story)
         return None
 
 
 class StoryHandler(StoryBaseHandler):
     async def get(self, story_id):
-        story = await self.get_story(story_id)
+        story = await self.find_story(story_id)
         if story_id != str(story["id"]):  # /story/007 → /story/7
             return self.redirect(self.reverse_url("story", story["id"]), permanent=True)
-        app = self.application
+        models = self.application.models
 
         async def extras():  # a list, so even a story without either is cached
             return await asyncio.gather(
-                app.attachments.for_story(story["id"]), app.previews.cards_for(story["body_html"])
+                models.attachments.for_story(story["id"]), models.previews.cards_for(story["body_html"])
             )
 
-        attachments, previews = await app.page_cache.get_or_load(("story_extras", story["id"]), extras)
+        attachments, previews = await models.page_cache.get_or_load(("story_extras", story["id"]), extras)
         self.render("story.html", story=story, attachments=attachments, previews=previews)
 
 
-class StorySlashHandler(BaseHandler):
+class StorySlashHandler(PageHandler):
     """/story/<id>/ → 301 to the canonical /story/<id>."""
 
     needs_session = False
@@ -106,12 +99,12 @@ class StoryNewHandler(StoryBaseHandler):
 class StoryEditHandler(StoryBaseHandler):
     @tornado.web.authenticated
     async def get(self, story_id):
-        story = await self.get_story(story_id, check_owner=True)
+        story = await self.find_story(story_id, check_owner=True)
         self.render("story_form.html", story=story, values=story)
 
     @tornado.web.authenticated
     async def post(self, story_id):
-        story = await self.get_story(story_id, check_owner=True)
+        story = await self.find_story(story_id, check_owner=True)
         if await self.save(story):
             self.set_flash(self.locale.translate("Story saved."))
             self.redirect(self.reverse_url("story", story["id"]))
@@ -120,7 +113,7 @@ class StoryEditHandler(StoryBaseHandler):
 class StoryDeleteHandler(StoryBaseHandler):
     @tornado.web.authenticated
     async def post(self, story_id):
-        story = await self.get_story(story_id, check_owner=True)
+        story = await self.find_story(story_id, check_owner=True)
         await self.stories.delete(story["id"], self.current_user["id"])
         self.set_flash(self.locale.translate("Story deleted."))
         self.redirect(self.reverse_url("index"))

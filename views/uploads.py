@@ -6,29 +6,27 @@ python-multipart parses each chunk as it comes, and each file's bytes go to a te
 size, content type) is checked in `prepare()`, before a byte is stored.
 """
 
-import copy
-import re
-
 import tornado.ioloop
 import tornado.web
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from models.attachments import UploadError, content_disposition, human_size, is_inline
+from models.attachments import TOO_LARGE, UploadError, content_disposition, is_inline
+from models.db import iso
+from models.validate import whole_number
+from serving.tornado_internals import read_in_large_chunks
 from views import i18n
-from views.base import ERROR_MESSAGES, BaseHandler, StaticFileHandler
-from views.stories import MAX_ID
+from views.base import PageHandler, StaticFileHandler
+from views.errors import Refusal, error_message
+from views.stories import StoryLookup
 
-READ_CHUNK = 1024 * 1024  # see read_in_large_chunks()
+READ_CHUNK = 1024 * 1024  # see serving.tornado_internals.read_in_large_chunks()
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and part headers on top of the files themselves
 FIELD = "files"
-# Messages of models/attachments.py with a value in them, recognised to be translated.
-TOO_LARGE_RE = re.compile(r"That upload is too large: the limit is (?P<limit>.+)\.")
-TOO_MANY_RE = re.compile(r"At most (?P<count>[0-9]+) files can be uploaded at once\.")
 
 
-def describe(handler, row):
-    """An attachment as the page script and the JSON answer see it."""
+def attachment_json(handler, row):
+    """An attachment as the page script, the upload's JSON answer and the API see it."""
     return dict(
         id=row["id"],
         filename=row["filename"],
@@ -36,18 +34,22 @@ def describe(handler, row):
         size_human=i18n.size_text(handler.locale, row["size"]),  # shown by the page script
         content_type=row["content_type"],
         sha256=row["sha256"],
-        url=handler.reverse_url("attachment", row["id"]),
+        created_at=iso(row["created_at"]),
+        url="%s://%s%s"
+        % (handler.request.protocol, handler.request.host, handler.reverse_url("attachment", row["id"])),
         image=is_inline(row["content_type"]),
     )
 
 
 @tornado.web.stream_request_body
-class UploadHandler(BaseHandler):
+class UploadHandler(StoryLookup, PageHandler):
     """Files for a story, streamed to disk. Answers JSON to the page script (Accept:
     application/json) and a redirect with a flash message to the plain form."""
 
-    error_message = None
+    not_yours = "Only the story's author can attach files to it."
+    xsrf_message = "This page has expired or came from another site. Reload it and try again."
     upload = None
+    restore_chunk_size = None
 
     def initialize(self, stories, attachments):
         self.stories = stories
@@ -55,6 +57,7 @@ class UploadHandler(BaseHandler):
         self.body_bytes = 0
         self.complete = False  # the multipart body ended properly
         self.body_done = False  # post() owns the outcome from here on
+        self.answered = False  # an error answer went out: the rest of the body is ignored
 
     def wants_json(self):
         return "application/json" in self.request.headers.get("Accept", "")
@@ -65,35 +68,24 @@ class UploadHandler(BaseHandler):
         # Tornado has already checked the XSRF token (header or query argument) and the Origin.
         await super().prepare()
         if not self.current_user:
-            self.error_message = self.locale.translate("Log in to attach files.")
-            raise tornado.web.HTTPError(403)
-        story_id = int(self.path_args[0])
-        story = await self.stories.get(story_id) if story_id <= MAX_ID else None
-        if story is None:
-            raise tornado.web.HTTPError(404)
-        if story["user_id"] != self.current_user["id"]:
-            self.error_message = self.locale.translate("Only the story's author can attach files to it.")
-            raise tornado.web.HTTPError(403)
-        self.story = story
+            raise Refusal(403, "Log in to attach files.")
+        self.story = await self.find_story(self.path_args[0], check_owner=True)
 
         limit = self.attachments.max_upload_bytes + ENVELOPE_BYTES
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > limit):
-            self.error_message = self.too_large_text()
-            raise tornado.web.HTTPError(413)
+        if length is not None and (whole_number(length) is None or int(length) > limit):
+            raise self.too_large()
         ctype, params = parse_options_header(self.request.headers.get("Content-Type", ""))
         boundary = params.get(b"boundary", b"")
         if ctype != b"multipart/form-data" or not 1 <= len(boundary) <= 70:
-            _ = self.locale.translate
-            self.error_message = _("Send the files as multipart/form-data (an upload form).")
-            raise tornado.web.HTTPError(400)
+            raise Refusal(400, "Send the files as multipart/form-data (an upload form).")
 
         self.max_body = limit
         # This route alone accepts large bodies: the connection's limit is raised for this request
         # only (above ours, so that our own check answers 413 first), and so is the body timeout.
         self.request.connection.set_max_body_size(2 * limit)
         self.request.connection.set_body_timeout(60 + (int(length) if length else limit) / 100_000)
-        self.read_in_large_chunks()
+        self.restore_chunk_size = read_in_large_chunks(self.request, READ_CHUNK)
         self.upload = self.attachments.new_upload()
         self.parser = MultipartParser(
             boundary,
@@ -109,21 +101,11 @@ class UploadHandler(BaseHandler):
             ),
         )
 
-    def read_in_large_chunks(self):
-        """Read this body a megabyte at a time instead of the server's 64 KB: a sixteenth of the
-        calls through the IOStream, the parser and the executor (measured: about twice the
-        throughput). This request's connection only (its own copy of the parameters), and the
-        stream gets its usual size back when the request ends (small requests stay cheap)."""
-        conn = self.request.connection
-        conn.params = copy.copy(conn.params)
-        conn.params.chunk_size = READ_CHUNK
-        self.usual_read_chunk = conn.stream.read_chunk_size
-        conn.stream.read_chunk_size = READ_CHUNK
-
     def on_finish(self):
         super().on_finish()
-        if getattr(self, "usual_read_chunk", None):
-            self.request.connection.stream.read_chunk_size = self.usual_read_chunk
+        self.answered = True
+        if self.restore_chunk_size:
+            self.restore_chunk_size()  # small requests on this connection stay cheap
 
     # --- parser events (run inside parser.write, on the loop) -------------------------------
 
@@ -160,28 +142,26 @@ class UploadHandler(BaseHandler):
     # --- the body -----------------------------------------------------------------------------
 
     async def data_received(self, chunk):
-        if self._finished or self.upload is None or self.upload.closed:
+        if self.answered or self.upload is None or self.upload.closed:
             return
         self.body_bytes += len(chunk)
         try:
             if self.body_bytes > self.max_body:
-                raise UploadError(413, self.too_large_text())
+                raise UploadError(413, TOO_LARGE, limit=self.attachments.max_upload_bytes)
             try:
                 self.parser.write(chunk)
             except FormParserError:
-                message = self.locale.translate("The upload was not valid multipart/form-data.")
-                raise UploadError(400, message) from None
+                raise UploadError(400, "The upload was not valid multipart/form-data.") from None
             await self.upload.flush()
         except UploadError as e:
-            await self.fail(e.status, e.message)
+            await self.fail(self.refusal(e))
 
-    async def fail(self, status, message):
+    async def fail(self, error):
         """Remove what this upload wrote, then answer (the connection closes: the rest of the
         body is never read)."""
         await self.upload.discard()
-        if not self._finished:
-            self.error_message = self.translate_message(message)
-            self.send_error(status)
+        if not self.answered:
+            self.send_error(error.status_code, exc_info=(type(error), error, None))
 
     def on_connection_close(self):
         # The client went away mid-body (or the body timed out): keep nothing. Once post() runs
@@ -194,22 +174,20 @@ class UploadHandler(BaseHandler):
         self.body_done = True
         self.parser.finalize()
         if not self.complete:
-            return await self.fail(400, self.locale.translate("The upload was incomplete."))
+            return await self.fail(Refusal(400, "The upload was incomplete."))
         if not self.upload.files:
             await self.upload.discard()
             if self.wants_json():
-                self.error_message = self.locale.translate("Choose at least one file.")
-                raise tornado.web.HTTPError(400)
+                raise Refusal(400, "Choose at least one file.")
             self.set_flash(self.locale.translate("Choose at least one file to attach."))
             return self.redirect(self.reverse_url("story", self.story["id"]))
         try:
             rows = await self.upload.commit(self.story["id"], self.current_user["id"])
         except UploadError as e:
-            self.error_message = self.translate_message(e.message)
-            raise tornado.web.HTTPError(e.status) from None
+            raise self.refusal(e) from None
         if self.wants_json():
             self.set_status(201)
-            return self.finish({"items": [describe(self, row) for row in rows]})
+            return self.finish({"items": [attachment_json(self, row) for row in rows]})
         count = len(rows)
         message = self.locale.translate("%(count)d file attached.", "%(count)d files attached.", count)
         self.set_flash(message % {"count": count})
@@ -217,48 +195,25 @@ class UploadHandler(BaseHandler):
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def too_large_text(self, limit_text=None):
-        limit = limit_text or human_size(self.attachments.max_upload_bytes)
-        return self.locale.translate("That upload is too large: the limit is %(limit)s.") % {"limit": limit}
+    def refusal(self, error):
+        """A models.attachments.UploadError as the Refusal this handler answers with (a size
+        limit in the reader's words)."""
+        values = dict(error.values)
+        if "limit" in values:
+            values["limit"] = i18n.size_text(self.locale, values["limit"])
+        return Refusal(error.status, error.message, error.plural, **values)
 
-    def translate_message(self, message):
-        """A message from models/attachments.py (English, some with a number in it) in the
-        reader's language."""
-        match = TOO_LARGE_RE.fullmatch(message)
-        if match:
-            return self.too_large_text(limit_text=match["limit"])
-        match = TOO_MANY_RE.fullmatch(message)
-        if match:
-            count = int(match["count"])
-            text = self.locale.translate(
-                "At most %(count)d file can be uploaded at once.",
-                "At most %(count)d files can be uploaded at once.",
-                count,
-            )
-            return text % {"count": count}
-        return self.locale.translate(message)
+    def too_large(self):
+        return self.refusal(UploadError(413, TOO_LARGE, limit=self.attachments.max_upload_bytes))
 
     def write_error(self, status_code, **kwargs):
-        message = self.error_message
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 413 and not isinstance(exc, Refusal):
+            kwargs["exc_info"] = (Refusal, self.too_large(), None)
+            exc = kwargs["exc_info"][1]
         if not self.wants_json():
-            if message is None:
-                return super().write_error(status_code, **kwargs)
-            return self.render(
-                "error.html",
-                status_code=status_code,
-                title=self.locale.translate(i18n.status_title(status_code, self._reason)),
-                message=message,
-                trace=None,
-            )
-        if message is None:
-            exc = kwargs.get("exc_info")
-            error = str(exc[1]).lower() if exc else ""
-            if status_code == 403 and ("xsrf" in error or "origin" in error):
-                message = "This page has expired or came from another site. Reload it and try again."
-            else:
-                message = ERROR_MESSAGES.get(status_code, self._reason)
-            message = self.locale.translate(message)
-        self.finish({"error": {"status": status_code, "message": message}})
+            return super().write_error(status_code, **kwargs)
+        self.finish({"error": {"status": status_code, "message": error_message(self, status_code, exc)}})
 
 
 class AttachmentHandler(StaticFileHandler):
@@ -271,7 +226,7 @@ class AttachmentHandler(StaticFileHandler):
         self.row = None
 
     async def get(self, attachment_id, include_body=True):
-        self.row = await self.attachments.get(int(attachment_id)) if int(attachment_id) <= MAX_ID else None
+        self.row = await self.attachments.get(int(attachment_id))
         if self.row is None:
             raise tornado.web.HTTPError(404)
         await super().get(self.attachments.relative_path(self.row["storage_name"]), include_body)
