@@ -13,7 +13,8 @@ The interface:
     await bus.start()
     bus.publish(channel, event)       to this process's handlers at once, then to the other
                                       processes (never blocks, never raises)
-    bus.set_presence(names)           the usernames connected to this process
+    bus.set_presence(names)           the usernames connected to this process (written soon)
+    await bus.write_presence(names)   the same, written before it returns
     await bus.others_online()         the usernames connected to the other processes
     bus.generation                    changes when events from other processes may have been missed
     await bus.stop()
@@ -70,6 +71,9 @@ class LocalBus(Subscriptions):
         self.deliver(channel, event)
 
     def set_presence(self, names):
+        pass
+
+    async def write_presence(self, names):
         pass
 
     async def others_online(self):
@@ -221,6 +225,16 @@ class RedisBus(Subscriptions):
         self._names = set(names)
         if self._presence_dirty is not None:
             self._presence_dirty.set()
+
+    async def write_presence(self, names):
+        """Before a join is announced: a member who joins another process a moment later must
+        find this one's list already in Redis (else each misses the other)."""
+        self._names = set(names)
+        if self.connected:
+            try:
+                await self._write_presence()
+            except (RedisError, OSError):
+                pass  # the subscriber notices and reconnects; the presence loop writes it then
 
     async def _presence_loop(self):
         # Rewritten on every change and refreshed a few times per TTL: a crashed process's

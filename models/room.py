@@ -131,9 +131,12 @@ class Room:
     async def join(self, sock):
         name = sock.user["username"]
         history = await self.history()
+        if name not in self.members:
+            await self.bus.write_presence(self.members.keys() | {name})
         others = await self.bus.others_online()
         if sock.ws_connection is None or sock.ws_connection.is_closing():
-            return  # gone while we waited
+            self.bus.set_presence(self.members.keys())  # gone while we waited: not here after all
+            return
         # From here on no await: the socket is registered and shown the room in one step.
         tabs = self.members.setdefault(name, set())
         first = not tabs
