@@ -9,7 +9,7 @@ import pytest
 
 from tests import serverproc as sp
 from tests.test_browser import PASSWORD, Watched, chromium, log_in  # noqa: F401 (chromium is a fixture)
-from tests.test_uploads import PNG
+from tests.test_uploads import PNG, binary
 
 DB = sp.database_name("web_uploads")
 pytestmark = [pytest.mark.browser]
@@ -46,9 +46,9 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
     notes = tmp_path / "notes 中文.txt"
     notes.write_bytes(b"Notes for the story.\n" * 1000)
     blob = tmp_path / "blob.bin"
-    blob.write_bytes(os.urandom(1536 * 1024))  # big enough for progress events along the way
+    blob.write_bytes(binary(1536 * 1024))  # big enough for progress events along the way
     too_big = tmp_path / "too big.bin"
-    too_big.write_bytes(os.urandom(3 * 1024 * 1024))  # over the site's 2 MB
+    too_big.write_bytes(binary(3 * 1024 * 1024))  # over the site's 2 MB
 
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15000)
@@ -118,7 +118,7 @@ def test_the_plain_form_works_without_javascript(chromium, upload_site, tmp_path
 
         # too large: the server's 413 page, with its sentence (the browser shows it, no reset)
         too_big = tmp_path / "too big.bin"
-        too_big.write_bytes(os.urandom(3 * 1024 * 1024))
+        too_big.write_bytes(binary(3 * 1024 * 1024))
         page.set_input_files("#upload-files", [str(too_big)])
         page.locator("#upload-form").get_by_role("button", name="Upload").click()
         expect(page.locator("h1")).to_have_text("413 · Request Entity Too Large")

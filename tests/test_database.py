@@ -14,7 +14,7 @@ from tornado.testing import bind_unused_port
 
 from application import Application
 from models import migrate
-from models.db import DuplicateKey, Result
+from models.db import BlockingOnTheLoop, DuplicateKey, Result, open_connection
 from serving.connections import make_http_server
 from serving.housekeeping import housekeeping
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE, Client, raw_connection
@@ -256,6 +256,27 @@ async def test_many_concurrent_queries_all_complete(app):
     assert [r["i"] for r in results] == list(range(12))
     # 12 queries on 4 connections: 3 rounds of 0.2 s, not 12 in a row, not 12 at once.
     assert 0.55 < took < 2.0, took
+
+
+@pytest.mark.gen_test
+async def test_the_blocking_layer_refuses_to_run_on_the_loop_thread(app, db_settings):
+    """A model that calls pymysql without the executor would block every request: each blocking
+    entry point of models/db.py raises on the loop's thread instead, so that model's tests fail."""
+    s = db_settings
+    on_the_loop = [
+        lambda: app.db._query("SELECT 1 AS one", (), "one"),
+        lambda: app.db._transaction(lambda cur: cur.execute("SELECT 1")),
+        app.health._ping,
+        lambda: open_connection(s["host"], s["port"], s["user"], s["password"]),  # and the pool's connect
+    ]
+    for call in on_the_loop:
+        with pytest.raises(BlockingOnTheLoop, match="event loop's thread"):
+            call()
+    # The same functions on a worker thread (where the async helpers run them) are fine.
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, app.db._query, "SELECT 1 AS one", (), "one") == {"one": 1}
+    assert await loop.run_in_executor(None, app.db._transaction, lambda cur: cur.execute("SELECT 1")) == 1
+    assert await loop.run_in_executor(None, app.health._ping) is True
 
 
 # --- the database goes away and comes back (SPEC §4 Errors, §8 Database timeouts) -------------

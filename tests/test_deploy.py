@@ -9,10 +9,12 @@ port): /etc/nginx and port 80 are never touched. Without /usr/sbin/nginx the tes
 STORYHOUSE_REQUIRE_NGINX=1 (set by .ci/run) makes that a failure."""
 
 import contextlib
+import grp
 import http.client
 import http.cookies
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -72,7 +74,12 @@ def render_site(listen_port, backends, static_dir):
 
 
 def nginx_conf(tmp, site_path):
-    user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+    # The workers run as whoever runs the suite, so they read the checkout wherever it lies (a 0700
+    # home directory included). A root master would otherwise drop them to nobody; a non-root master
+    # keeps its own user anyway (and ignores `user`, with a warning).
+    user = ""
+    if os.geteuid() == 0:
+        user = "user %s %s;\n" % (pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name)
     return """%sdaemon off;
 master_process on;
 worker_processes 1;
@@ -94,13 +101,12 @@ http {
 
 
 @contextlib.contextmanager
-def running_nginx(backends):
-    tmp = tempfile.mkdtemp(prefix="storyhouse-nginx-")
-    os.chmod(tmp, 0o755)  # the workers (nobody, when the test runs as root) write temp files here
+def running_nginx(backends, static_dir=os.path.join(sp.PROJECT, "static")):
+    tmp = tempfile.mkdtemp(prefix="storyhouse-nginx-")  # 0700: the workers are the suite's own user
     port = sp.free_port()
     site_path = os.path.join(tmp, "storyhouse.conf")
     with open(site_path, "w") as f:
-        f.write(render_site(port, backends, os.path.join(sp.PROJECT, "static")))
+        f.write(render_site(port, backends, static_dir))
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write(nginx_conf(tmp, site_path))
@@ -251,6 +257,28 @@ def test_static_files_are_served_by_nginx_with_a_long_cache_for_versioned_urls(s
     plain = Browser(port).get(urls[0].split("?")[0])
     assert plain.status == 200 and plain.headers["Cache-Control"] == "no-cache"
     assert "/static/" not in backend_log(site)  # nginx answered them all itself
+
+
+def test_static_files_are_served_from_a_checkout_only_its_owner_can_read():
+    """A checkout in a private home directory (0700, files 0600 as a clone under umask 077 makes
+    them): the test's nginx still serves it, whoever runs the suite (issue 19)."""
+    home = tempfile.mkdtemp(prefix="storyhouse-private-home-")  # 0700
+    try:
+        static = os.path.join(home, "checkout", "static")
+        shutil.copytree(os.path.join(sp.PROJECT, "static"), static)
+        for folder, _dirs, files in os.walk(os.path.dirname(static)):
+            os.chmod(folder, 0o700)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o600)
+        # No backend is needed for /static/: the upstream ports only have to parse.
+        with running_nginx([sp.free_port(), sp.free_port()], static) as (port, tmp):
+            for name in ("css/site.css", "js/chat.js"):
+                r = Browser(port).get("/static/%s?v=1" % name)
+                assert r.status == 200, "%s: %s\n%s" % (name, r.status, read(os.path.join(tmp, "error.log")))
+                assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+                assert r.body == read(os.path.join(static, name), "rb")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def multipart(boundary, filename, data):

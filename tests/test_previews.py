@@ -1,11 +1,13 @@
 """Link previews against a local upstream Tornado app started by the test (on loopback only):
 a normal page, GBK, a slow page (timeout, the app stays fast), a huge page (cap), a non-HTML
 type, redirects, the cache and its refresh, the concurrency bound; and SSRF: with private
-addresses not allowed, loopback is refused end to end and after a redirect, and the address
-check itself is tested on a table of addresses without any connection.
+addresses not allowed, loopback is refused end to end and after a redirect, the address check
+itself is tested on a table of addresses without any connection, and the resolver guard is driven
+by a DNS of the test's own whose names mix public and private addresses.
 
-Nothing here sends a packet anywhere but 127.0.0.1 and ::1: every URL is a loopback literal, and
-the table tests only call the check (and getaddrinfo on numeric addresses, which never sends)."""
+Nothing here sends a packet anywhere but 127.0.0.1 and ::1: every URL is a loopback literal or a
+name only the test's resolver knows (whose public addresses it routes to the loopback upstream),
+and the table tests only call the check (and getaddrinfo on numeric addresses, which never sends)."""
 
 import asyncio
 import json
@@ -34,6 +36,7 @@ class Upstream:
 
     def __init__(self):
         self.hits = []
+        self.ports = []  # the local port of every hit: which of the upstream's sockets was reached
         self.active = 0
         self.max_active = 0
         self.huge_sent = 0
@@ -48,6 +51,7 @@ class UpstreamHandler(tornado.web.RequestHandler):
 
     def prepare(self):
         self.upstream.hits.append((self.request.host, self.request.path))
+        self.upstream.ports.append(self.request.connection.stream.socket.getsockname()[1])
 
 
 class PageHandler(UpstreamHandler):
@@ -470,6 +474,142 @@ async def test_a_name_that_resolves_to_loopback_is_refused_at_connect(upstream):
     finally:
         client.close()
     assert upstream.hits == []
+
+
+# The guard under the model's own code, with DNS answers of the test's choosing. Public addresses
+# here are real ones (so is_public_address keeps them), but no packet goes to them: the StandIn
+# between the guard and the client routes whatever the guard lets through to a loopback socket.
+PUBLIC_V4, PUBLIC_V6 = "93.184.216.34", "2606:4700:4700::1111"
+PRIVATE = ["10.0.0.1", "127.0.0.1", "169.254.169.254", "fd00::1", "::ffff:10.0.0.1"]
+ANSWERS = {
+    "public.test": [PUBLIC_V4],
+    "mixed.test": PRIVATE[:3] + [PUBLIC_V4] + PRIVATE[3:] + [PUBLIC_V6],  # a private one first
+    "private.test": PRIVATE,
+}
+
+
+def addrinfo(ip, port):
+    return (socket.AF_INET6, (ip, port, 0, 0)) if ":" in ip else (socket.AF_INET, (ip, port))
+
+
+class FixedResolver(tornado.netutil.Resolver):
+    """The test's DNS: fixed answers, every question recorded, nothing sent anywhere."""
+
+    def initialize(self, answers=ANSWERS):
+        self.answers = answers
+        self.asked = []
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):
+        self.asked.append(host)
+        if host not in self.answers:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown to the test's resolver: %s" % host)
+        return [addrinfo(ip, port) for ip in self.answers[host]]
+
+
+class StandIn(tornado.netutil.Resolver):
+    """Between the guard and the HTTP client: records each address the guard lets through (what
+    the client would connect to), then hands the client a loopback socket of the upstream in its
+    place: PUBLIC_V4 or PUBLIC_V6 becomes `public_port`, anything else `private_port`."""
+
+    def initialize(self, resolver, public_port, private_port):
+        self.resolver = resolver
+        self.public_port, self.private_port = public_port, private_port
+        self.passed = []
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):
+        addresses = await self.resolver.resolve(host, port, family)
+        self.passed += [sockaddr[0] for _family, sockaddr in addresses]
+        public = (PUBLIC_V4, PUBLIC_V6)
+        ports = [self.public_port if a[0] in public else self.private_port for _family, a in addresses]
+        return [(socket.AF_INET, ("127.0.0.1", port)) for port in ports]
+
+    def close(self):
+        self.resolver.close()
+
+
+def guarded(upstream):
+    """(test DNS, the real PublicOnlyResolver on it, the StandIn above it) for the upstream."""
+    dns = FixedResolver()
+    guard = pv.PublicOnlyResolver(resolver=dns)  # as LinkPreviews makes it: private not allowed
+    stand_in = StandIn(resolver=guard, public_port=upstream.port["a"], private_port=upstream.port["b"])
+    return dns, guard, stand_in
+
+
+class RoutedPreviews(pv.LinkPreviews):
+    """The model's fetch (each redirect hop through the client again) over the StandIn chain."""
+
+    def __init__(self, resolver):
+        super().__init__(db=None)
+        self.resolver = resolver
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = AsyncHTTPClient(
+                force_instance=True, resolver=self.resolver, max_body_size=self.cap
+            )
+        return self._client
+
+
+@pytest.mark.gen_test
+async def test_a_name_with_public_and_private_addresses_keeps_only_the_public_ones():
+    dns = FixedResolver()
+    guard = pv.PublicOnlyResolver(resolver=dns)
+    try:
+        assert await guard.resolve("mixed.test", 443) == [addrinfo(PUBLIC_V4, 443), addrinfo(PUBLIC_V6, 443)]
+        with pytest.raises(pv.RefusedAddress):
+            await guard.resolve("private.test", 443)
+    finally:
+        guard.close()
+    assert dns.asked == ["mixed.test", "private.test"]
+
+
+@pytest.mark.gen_test
+async def test_only_the_public_address_of_a_mixed_name_is_connected_to(upstream):
+    dns, _guard, stand_in = guarded(upstream)
+    client = AsyncHTTPClient(force_instance=True, resolver=stand_in)
+    try:
+        response = await client.fetch("http://mixed.test/page")
+    finally:
+        client.close()
+    assert response.code == 200 and b"OG &amp; title" in response.body
+    # The private addresses came first in the answer; the client never saw them.
+    assert stand_in.passed == [PUBLIC_V4, PUBLIC_V6]
+    assert upstream.ports == [upstream.port["a"]]  # one connection, to the public stand-in
+    assert dns.asked == ["mixed.test"]
+
+
+@pytest.mark.gen_test
+async def test_a_name_with_only_private_addresses_is_refused_before_any_connection(upstream):
+    _dns, _guard, stand_in = guarded(upstream)
+    client = AsyncHTTPClient(force_instance=True, resolver=stand_in)
+    try:
+        with pytest.raises(pv.RefusedAddress):
+            await client.fetch("http://private.test/page")
+    finally:
+        client.close()
+    assert stand_in.passed == [] and upstream.hits == []
+
+
+@pytest.mark.gen_test
+async def test_each_redirect_hop_is_filtered_the_same_way(upstream):
+    dns, _guard, stand_in = guarded(upstream)
+    previews = RoutedPreviews(stand_in)
+    try:
+        to_mixed = "http://public.test/redirect?" + urlencode({"to": "http://mixed.test/page"})
+        assert await previews.fetch(to_mixed) == ("OG & title", "A description over lines")
+        assert dns.asked == ["public.test", "mixed.test"]
+        assert stand_in.passed == [PUBLIC_V4, PUBLIC_V4, PUBLIC_V6]  # the second hop was filtered too
+        assert upstream.ports == [upstream.port["a"]] * 2
+
+        to_private = "http://public.test/redirect?" + urlencode({"to": "http://private.test/page"})
+        with pytest.raises(pv.Failure, match="refused address"):
+            await previews.fetch(to_private)
+        assert dns.asked[2:] == ["public.test", "private.test"]
+        assert upstream.ports == [upstream.port["a"]] * 3  # the first hop only; never the private socket
+        assert upstream.count(None, "/page") == 1
+    finally:
+        previews.close()
 
 
 @pytest.mark.parametrize(
