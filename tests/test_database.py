@@ -264,9 +264,9 @@ async def test_the_blocking_layer_refuses_to_run_on_the_loop_thread(app, db_sett
     entry point of models/db.py raises on the loop's thread instead, so that model's tests fail."""
     s = db_settings
     on_the_loop = [
-        lambda: app.db._query("SELECT 1 AS one", (), "one"),
-        lambda: app.db._transaction(lambda cur: cur.execute("SELECT 1")),
-        app.health._ping,
+        lambda: app.models.db._query("SELECT 1 AS one", (), "one"),
+        lambda: app.models.db._transaction(lambda cur: cur.execute("SELECT 1")),
+        app.models.health._ping,
         lambda: open_connection(s["host"], s["port"], s["user"], s["password"]),  # and the pool's connect
     ]
     for call in on_the_loop:
@@ -274,9 +274,11 @@ async def test_the_blocking_layer_refuses_to_run_on_the_loop_thread(app, db_sett
             call()
     # The same functions on a worker thread (where the async helpers run them) are fine.
     loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, app.db._query, "SELECT 1 AS one", (), "one") == {"one": 1}
-    assert await loop.run_in_executor(None, app.db._transaction, lambda cur: cur.execute("SELECT 1")) == 1
-    assert await loop.run_in_executor(None, app.health._ping) is True
+    assert await loop.run_in_executor(None, app.models.db._query, "SELECT 1 AS one", (), "one") == {"one": 1}
+    assert (
+        await loop.run_in_executor(None, app.models.db._transaction, lambda cur: cur.execute("SELECT 1")) == 1
+    )
+    assert await loop.run_in_executor(None, app.models.health._ping) is True
 
 
 # --- the database goes away and comes back (SPEC §4 Errors, §8 Database timeouts) -------------
