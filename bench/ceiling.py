@@ -102,15 +102,17 @@ def make_app(real):
 
 
 async def load(real):
-    """The rows the app would show, read once through the app's own models (real.stories)."""
-    stories = real.stories
+    """The rows the app would show, read once through the app's own models (real.models)."""
+    stories = real.models.stories
     DATA["pages"] = {(page, ""): await stories.page(page, "") for page in options.pages}
     if options.query:
         DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
     DATA["story"] = await stories.get(options.story_id)
-    DATA["attachments"] = await real.attachments.for_story(options.story_id)
-    DATA["previews"] = await real.previews.cards_for(DATA["story"]["body_html"])  # no fetch: disabled
-    user = await real.db.fetch_one("SELECT id, username FROM users WHERE username = %s", (options.username,))
+    DATA["attachments"] = await real.models.attachments.for_story(options.story_id)
+    DATA["previews"] = await real.models.previews.cards_for(DATA["story"]["body_html"])  # no fetch: disabled
+    user = await real.models.db.fetch_one(
+        "SELECT id, username FROM users WHERE username = %s", (options.username,)
+    )
     DATA["user"] = user or {"id": 0, "username": options.username or "member"}
     if options.api_json:
         with open(options.api_json, encoding="utf-8") as f:
@@ -127,9 +129,7 @@ async def main():
         app = make_app(real)
     finally:
         real.close()
-    for name, value in vars(real).items():  # the models templates reach (application.attachments)
-        if not hasattr(app, name):
-            setattr(app, name, value)
+    app.models = real.models  # what templates reach (application.models.attachments)
     server = HTTPServer(app)
     server.listen(options.port, "127.0.0.1")
     print("ceiling listening on http://127.0.0.1:%d/" % options.port, flush=True)

@@ -21,6 +21,7 @@ from tornado.options import define, options  # noqa: E402
 import config  # noqa: E402
 import server  # noqa: E402
 from models.db import connect_args  # noqa: E402
+from serving.connections import make_http_server, raise_open_files_limit  # noqa: E402
 
 define(
     "mode",
@@ -33,7 +34,7 @@ define("slow_seconds", type=float, default=1.0, help="how long the slow query sl
 
 class SlowExecutor(tornado.web.RequestHandler):
     async def get(self):
-        row = await self.application.db.fetch_one("SELECT SLEEP(%s) AS slept", (options.slow_seconds,))
+        row = await self.application.models.db.fetch_one("SELECT SLEEP(%s) AS slept", (options.slow_seconds,))
         self.write({"slept": row["slept"]})
 
 
@@ -55,7 +56,7 @@ async def serve():
     app = Application()
     handler = SlowBlocking if options.mode == "blocking" else SlowExecutor
     app.add_handlers(r".*", [(r"/bench/slow", handler)])
-    http = server.make_http_server(app)
+    http = make_http_server(app)
     http.listen(options.port, "127.0.0.1")
     print("loop harness (%s) on http://127.0.0.1:%d/" % (options.mode, options.port), flush=True)
     await asyncio.Event().wait()
@@ -65,7 +66,7 @@ def main():
     config.parse()
     if options.mode not in ("executor", "blocking"):
         sys.exit("--mode is executor or blocking")
-    server.raise_open_files_limit()
+    raise_open_files_limit()
     server.prepare_database()
     options.cookie_secret = config.load_cookie_secret()
     asyncio.run(serve())
