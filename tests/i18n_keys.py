@@ -1,7 +1,7 @@
 """The strings the pages translate, found in the source: `_("...")` in templates and
 `translate("...")` / `_("...")` in the handlers, plus the message tables whose English sentences are
 catalogue keys (views/forms.MESSAGES, views/base.ERROR_MESSAGES, the status lines of error pages,
-the upload messages of models/attachments.py). Used by tests/test_locale.py."""
+the upload messages of models/uploads.py and models/attachments.py). Used by tests/test_locale.py."""
 
 import ast
 import glob
@@ -56,9 +56,10 @@ def used_keys():
             keys["unknown"].update(ast.literal_eval(m.group(1)) for m in REFUSAL.finditer(source))
             keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(source))
             keys["unknown"].update(ast.literal_eval(m.group(1)) for m in HANDLER_SENTENCE.finditer(source))
-    with open(os.path.join(PROJECT, "models", "attachments.py"), encoding="utf-8") as f:
-        keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(f.read()))
-    from models.attachments import TOO_LARGE, TOO_MANY
+    for name in ("uploads.py", "attachments.py"):
+        with open(os.path.join(PROJECT, "models", name), encoding="utf-8") as f:
+            keys["unknown"].update(ast.literal_eval(m.group(1)) for m in UPLOAD_ERROR.finditer(f.read()))
+    from models.uploads import TOO_LARGE, TOO_MANY
 
     keys["unknown"].add(TOO_LARGE)
     keys["singular"].add(TOO_MANY[0])

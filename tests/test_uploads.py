@@ -15,7 +15,7 @@ import uuid
 import puremagic
 import pytest
 
-from models.attachments import SNIFF_BYTES, clean_filename, content_disposition, human_size, sniff_type
+from models.filenames import SNIFF_BYTES, clean_filename, content_disposition, human_size, sniff_type
 from serving.housekeeping import housekeeping
 from tests import serverproc as sp
 from tests.helpers import query

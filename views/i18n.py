@@ -15,7 +15,7 @@ import urllib.parse
 import tornado.locale
 from tornado.escape import xhtml_escape
 
-from models.attachments import human_size
+from models.filenames import human_size
 
 LOCALE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "locale")
 DEFAULT = "en_US"
@@ -108,7 +108,7 @@ def date_text(locale, value, time=True):
 
 
 def size_text(locale, size):
-    """models.attachments.human_size, with the bytes of a tiny file in the reader's language."""
+    """models.filenames.human_size, with the bytes of a tiny file in the reader's language."""
     if size < 1024:
         return locale.translate("{n} byte", "{n} bytes", size).replace("{n}", str(size))
     return human_size(size)

@@ -11,8 +11,9 @@ import tornado.web
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from models.attachments import TOO_LARGE, UploadError, content_disposition, is_inline
 from models.db import iso
+from models.filenames import content_disposition, is_inline
+from models.uploads import TOO_LARGE, UploadError
 from models.validate import whole_number
 from serving.tornado_internals import read_in_large_chunks
 from views import i18n
@@ -196,7 +197,7 @@ class UploadHandler(StoryLookup, PageHandler):
     # --- errors ---------------------------------------------------------------------------------
 
     def refusal(self, error):
-        """A models.attachments.UploadError as the Refusal this handler answers with (a size
+        """A models.uploads.UploadError as the Refusal this handler answers with (a size
         limit in the reader's words)."""
         values = dict(error.values)
         if "limit" in values:
