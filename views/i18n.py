@@ -68,8 +68,8 @@ def chosen(handler):
 
 def user_locale(handler):
     """The saved choice of a member, else the visitor's cookie; None lets Tornado ask the browser.
-    Reads `_current_user` directly: an error page can be rendered before prepare() loaded it."""
-    user = getattr(handler, "_current_user", None)
+    On an error page rendered before prepare() (an XSRF refusal), current_user is still None."""
+    user = handler.current_user
     if user and user.get("locale") in LOCALES:
         return tornado.locale.get(user["locale"])
     code = chosen(handler)
