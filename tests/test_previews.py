@@ -539,7 +539,7 @@ class RoutedPreviews(pv.LinkPreviews):
     """The model's fetch (each redirect hop through the client again) over the StandIn chain."""
 
     def __init__(self, resolver):
-        super().__init__(db=None)
+        super().__init__(db=None, cache=None)
         self.resolver = resolver
 
     @property
