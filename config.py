@@ -38,6 +38,8 @@ define(
     default=0,
     help="open connections (HTTP and WebSocket) per process; 0 = the open-files limit minus 100",
 )
+define("max_sockets_per_member", type=int, default=16, help="open WebSockets one member may hold per process")
+define("max_sockets_per_ip", type=int, default=100, help="open WebSockets one address may hold per process")
 define("shutdown_timeout", type=float, default=10.0, help="seconds to wait for in-flight requests on SIGTERM")
 
 define("mysql_host", type=str, default="127.0.0.1", help="MySQL/MariaDB host")
@@ -158,6 +160,8 @@ def settings(**overrides):
         redis_url=options.redis_url,
         chat_redis_prefix=options.chat_redis_prefix,
         chat_trusted_origins=[o.strip().lower().rstrip("/") for o in options.chat_trusted_origins if o],
+        max_sockets_per_member=options.max_sockets_per_member,
+        max_sockets_per_ip=options.max_sockets_per_ip,
         websocket_max_message_size=64 * 1024,  # a bigger frame closes the socket with 1009
         websocket_ping_interval=30,  # dead peers are dropped after a missed pong
         websocket_ping_timeout=30,

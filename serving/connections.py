@@ -2,6 +2,7 @@
 pauses instead of spinning when descriptors run out (tests/test_server.py: the connection cap,
 the open-files limit, EMFILE)."""
 
+import collections
 import errno
 import logging
 import os
@@ -17,6 +18,7 @@ import config
 log = logging.getLogger("storyhouse")
 
 FD_RESERVE = 100  # descriptors kept for the database pool, Redis, uploads and logs
+HTTP_RESERVE_SHARE = 0.1  # connections WebSockets may never take: plain HTTP (/healthz) gets them
 OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -136,11 +138,61 @@ class GuardedHTTPServer(HTTPServer):
         return remove
 
 
+class SocketBudget:
+    """The open WebSockets of this process (`application.websockets`), counted by member and by
+    address against their caps, and against `limit`: what the HTTP server leaves after keeping a
+    reserve for plain HTTP, so sockets never starve /healthz (tests/test_socket_limits.py).
+
+    A socket takes its place at the handshake, before the upgrade (so a burst of handshakes cannot
+    all pass the check), and gives it back when it closes or its handshake fails."""
+
+    def __init__(self, per_member=16, per_ip=100):
+        self.per_member = per_member
+        self.per_ip = per_ip
+        self.limit = None  # set by make_http_server
+        self.sockets = set()
+        self.by_member = collections.Counter()
+        self.by_ip = collections.Counter()
+
+    def __len__(self):
+        return len(self.sockets)
+
+    def __iter__(self):
+        return iter(list(self.sockets))
+
+    def take(self, sock, member, ip):
+        """Count `sock` in, or say why not: (status, message)."""
+        if self.limit is not None and len(self.sockets) >= self.limit:
+            return 503, "The server is full right now. Try again in a moment."
+        if self.by_member[member] >= self.per_member:
+            return 429, "Too many open connections for your account: close a tab or two."
+        if self.by_ip[ip] >= self.per_ip:
+            return 429, "Too many open connections from your address."
+        self.sockets.add(sock)
+        self.by_member[member] += 1
+        self.by_ip[ip] += 1
+        sock.budget_keys = (member, ip)
+        return None
+
+    def give_back(self, sock):
+        if sock not in self.sockets:
+            return
+        self.sockets.discard(sock)
+        member, ip = sock.budget_keys
+        for counter, key in ((self.by_member, member), (self.by_ip, ip)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
+
 def make_http_server(app, xheaders=False, max_connections=None):
-    """The HTTP server with a small body limit (the upload route raises its own in prepare)."""
+    """The HTTP server with a small body limit (the upload route raises its own in prepare), and
+    the WebSockets' share of its connections."""
     if not max_connections:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         max_connections = max(16, (1 << 20 if soft == resource.RLIM_INFINITY else soft) - FD_RESERVE)
+    if isinstance(getattr(app, "websockets", None), SocketBudget):
+        app.websockets.limit = max_connections - max(8, int(max_connections * HTTP_RESERVE_SHARE))
     return GuardedHTTPServer(
         app,
         xheaders=xheaders,

@@ -9,6 +9,7 @@ import tornado.web
 
 import config
 from models.validate import whole_number
+from serving.connections import SocketBudget
 from serving.tornado_internals import streams_body
 
 access_log = logging.getLogger("tornado.access")
@@ -26,11 +27,11 @@ class RequestTracker(tornado.httputil.HTTPMessageDelegate):
 
     - the request counts as in flight while its body is still arriving, so a graceful stop waits
       for a slow upload or form instead of cutting it (the handler's finish ends the count);
-    - a body over the form limit (`config.MAX_BODY_BYTES`) is read to its end and dropped, instead
-      of Tornado closing the connection on a client still sending (the browser shows a reset):
-      the handler then answers 413 with the site's page (`request.body_too_large`). Reading stops
-      at DISCARD_LIMIT. Handlers that stream their body (`@stream_request_body`) set their own
-      limits and get every byte.
+    - a body over the form limit (`config.MAX_BODY_BYTES`), announced by Content-Length or sent
+      chunked, is read to its end and dropped, instead of Tornado closing the connection on a
+      client still sending (the browser shows a reset): the handler then answers 413 with the
+      site's page or JSON (`request.body_too_large`). Reading stops at DISCARD_LIMIT. Handlers
+      that stream their body (`@stream_request_body`) set their own limits and get every byte.
     """
 
     def __init__(self, app, request, inner, streams):
@@ -44,6 +45,10 @@ class RequestTracker(tornado.httputil.HTTPMessageDelegate):
             length = whole_number(headers.get("Content-Length", ""))
             if length is not None and length > config.MAX_BODY_BYTES:
                 self.request.body_too_large = True
+                self.request.connection.set_max_body_size(DISCARD_LIMIT)
+            elif "chunked" in headers.get("Transfer-Encoding", "").lower():
+                # No length to judge by: Tornado would stop at the limit with a bare 400 and a
+                # reset; counted in data_received instead, and dropped past the limit.
                 self.request.connection.set_max_body_size(DISCARD_LIMIT)
         return self.inner.headers_received(start_line, headers)
 
@@ -69,7 +74,10 @@ class TrackingApplication(tornado.web.Application):
 
     def __init__(self, *args, **kwargs):
         self.in_flight = set()  # requests from their headers to their answer
-        self.websockets = set()  # open WebSockets, closed with 1001 at a graceful stop
+        # Open WebSockets (closed with 1001 at a graceful stop), with their caps.
+        self.websockets = SocketBudget(
+            kwargs.get("max_sockets_per_member", 16), kwargs.get("max_sockets_per_ip", 100)
+        )
         self.draining = False
         kwargs.setdefault("log_function", log_request)
         super().__init__(*args, **kwargs)

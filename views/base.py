@@ -204,6 +204,13 @@ class PageMixin(BaseMixin):
         namespace.update(i18n.namespace(self))
         return namespace
 
+    def render(self, template_name, **kwargs):
+        if self.current_user:
+            # A member's page shows their data (the header at least) and carries their XSRF
+            # token: never kept by a shared cache or the back button's disk cache.
+            self.set_header("Cache-Control", "no-store")
+        return super().render(template_name, **kwargs)
+
     def write_error(self, status_code, **kwargs):
         # May run before prepare(): Tornado checks XSRF first, so current_user/flash may be unset.
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -51,6 +51,10 @@ class SocketHandler(BaseMixin, tornado.websocket.WebSocketHandler):
         if self.user is None:
             self.set_status(403)
             return self.finish(self.login_needed)
+        refused = self.application.websockets.take(self, self.user["id"], self.request.remote_ip)
+        if refused:
+            self.set_status(refused[0])
+            return self.finish(refused[1])
         self.token = self.session_token()
         forget_parsed_cookies(self.request)  # 10,000 sockets keep 10,000 requests
         await super().get(*args, **kwargs)  # origin check, then the upgrade
@@ -61,15 +65,20 @@ class SocketHandler(BaseMixin, tornado.websocket.WebSocketHandler):
         return origin.lower().rstrip("/") in self.settings.get("chat_trusted_origins", ())
 
     def open(self):
-        self.application.websockets.add(self)
         self.set_nodelay(True)  # small frames, sent now
         return self.opened()
 
     async def opened(self):
         pass
 
+    def on_finish(self):
+        # The handshake's answer: 101 when the upgrade went through (on_close gives the place
+        # back later), else a refusal (origin, ...), and the place is given back now.
+        if self.get_status() != 101:
+            self.application.websockets.give_back(self)
+
     def on_close(self):
-        self.application.websockets.discard(self)
+        self.application.websockets.give_back(self)
         self.closed()
 
     def closed(self):

@@ -22,7 +22,9 @@ from views.errors import Refusal, error_message
 from views.stories import StoryLookup
 
 READ_CHUNK = 1024 * 1024  # see serving.tornado_internals.read_in_large_chunks()
-ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and part headers on top of the files themselves
+ENVELOPE_BYTES = 64 * 1024  # part headers and non-file parts on top of the files themselves
+EXTRA_PARTS = 8  # parts besides the files a form may send (_xsrf, a submit button, ...)
+SMALL_REMAINDER = 256 * 1024  # a refused body this small is read before the answer: no reset
 FIELD = "files"
 
 
@@ -51,6 +53,7 @@ class UploadHandler(StoryLookup, PageHandler):
     xsrf_message = "This page has expired or came from another site. Reload it and try again."
     upload = None
     restore_chunk_size = None
+    deferred = None  # a refusal answered once its small body has been read
 
     def initialize(self, stories, attachments):
         self.stories = stories
@@ -58,6 +61,8 @@ class UploadHandler(StoryLookup, PageHandler):
         self.body_bytes = 0
         self.complete = False  # the multipart body ended properly
         self.body_done = False  # post() owns the outcome from here on
+        self.parts = 0
+        self.envelope = 0  # bytes of part headers and of parts that are not files
         self.answered = False  # an error answer went out: the rest of the body is ignored
 
     def wants_json(self):
@@ -68,6 +73,16 @@ class UploadHandler(StoryLookup, PageHandler):
     async def prepare(self):
         # Tornado has already checked the XSRF token (header or query argument) and the Origin.
         await super().prepare()
+        try:
+            await self.admit()
+        except Refusal as refusal:
+            length = whole_number(self.request.headers.get("Content-Length", ""))
+            if length is None or length > SMALL_REMAINDER:
+                raise  # answered now, and the connection closes (Connection: close says so)
+            self.deferred = refusal  # read the rest first: the client sees the answer, not a reset
+
+    async def admit(self):
+        """Refuse the request (a Refusal) or get ready for its body."""
         if not self.current_user:
             raise Refusal(403, "Log in to attach files.")
         self.story = await self.find_story(self.path_args[0], check_owner=True)
@@ -111,15 +126,25 @@ class UploadHandler(StoryLookup, PageHandler):
     # --- parser events (run inside parser.write, on the loop) -------------------------------
 
     def on_part_begin(self):
+        self.parts += 1
+        if self.parts > self.attachments.max_files + EXTRA_PARTS:
+            raise UploadError(400, "This upload has too many parts: send only the files.")
         self.part_headers = {}
         self.header_field = bytearray()
         self.header_value = bytearray()
 
     def on_header_field(self, data, start, end):
+        self.count_envelope(end - start)
         self.header_field += data[start:end]
 
     def on_header_value(self, data, start, end):
+        self.count_envelope(end - start)
         self.header_value += data[start:end]
+
+    def count_envelope(self, size):
+        self.envelope += size
+        if self.envelope > ENVELOPE_BYTES:
+            raise UploadError(400, "This upload has too much besides its files: send only the files.")
 
     def on_header_end(self):
         self.part_headers[bytes(self.header_field).lower()] = bytes(self.header_value)
@@ -135,6 +160,8 @@ class UploadHandler(StoryLookup, PageHandler):
             self.upload.begin_file(filename.decode("utf-8", "replace"))
 
     def on_part_data(self, data, start, end):
+        if self.upload.current is None:  # a field, not a file: kept by nobody, counted
+            self.count_envelope(end - start)
         self.upload.data(memoryview(data)[start:end])
 
     def on_end(self):
@@ -143,7 +170,7 @@ class UploadHandler(StoryLookup, PageHandler):
     # --- the body -----------------------------------------------------------------------------
 
     async def data_received(self, chunk):
-        if self.answered or self.upload is None or self.upload.closed:
+        if self.answered or self.deferred or self.upload is None or self.upload.closed:
             return
         self.body_bytes += len(chunk)
         try:
@@ -173,6 +200,8 @@ class UploadHandler(StoryLookup, PageHandler):
 
     async def post(self, story_id):
         self.body_done = True
+        if self.deferred:
+            raise self.deferred
         self.parser.finalize()
         if not self.complete:
             return await self.fail(Refusal(400, "The upload was incomplete."))
@@ -208,6 +237,12 @@ class UploadHandler(StoryLookup, PageHandler):
         return self.refusal(UploadError(413, TOO_LARGE, limit=self.attachments.max_upload_bytes))
 
     def write_error(self, status_code, **kwargs):
+        headers = self.request.headers
+        has_body = headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
+        if has_body and not self.body_done:
+            # The rest of the body will not be read: Tornado closes the connection after this
+            # answer, and a client about to reuse it should know.
+            self.set_header("Connection", "close")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 413 and not isinstance(exc, Refusal):
             kwargs["exc_info"] = (Refusal, self.too_large(), None)
