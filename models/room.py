@@ -1,6 +1,7 @@
 """The chat room of this process: its sockets by member, the history kept in memory, presence, and
 events in and out through the bus (models/bus.py, channels "chat" and "sessions"). The sockets are
-views/chat.py's handlers; the room only calls their send_encoded(), drop() and close()."""
+views/chat.py's handlers (views/sockets.py); the room only calls their send_encoded(), drop()
+and close()."""
 
 import asyncio
 import collections
