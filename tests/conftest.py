@@ -7,25 +7,18 @@ import http.cookies
 import os
 import urllib.parse
 
-import pymysql
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 import config
 from application import Application
 from models import migrate
-from models.db import connect_args
 from serving.connections import make_http_server
+from tests.helpers import PASSWORD, cookie_header, raw_connection
 
 # Separate names let several test runs share one server (the default is for CI and users).
 TEST_DATABASE = os.environ.get("STORYHOUSE_TEST_DB", "storyhouse_test")
 CHEAP_ARGON2 = dict(time_cost=1, memory_cost=1024, parallelism=1)  # fast tests, same code path
-
-
-def raw_connection(settings, database=None):
-    return pymysql.connect(
-        **connect_args(settings["host"], settings["port"], settings["user"], settings["password"], database)
-    )
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +54,10 @@ def clean_db(db_settings):
 
 
 @pytest.fixture
-def app_settings():
-    """Settings overrides for the app fixture; a test module may override this fixture."""
-    return {}
+def app_settings(request):
+    """Settings overrides for the app fixture: a test module may override this fixture, one test
+    may pass its own with @pytest.mark.parametrize("app_settings", [{...}], indirect=True)."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -109,7 +103,7 @@ class Client:
     async def fetch(self, path, method="GET", body=None, headers=None, **kwargs):
         headers = dict(headers or {})
         if self.cookies:
-            headers.setdefault("Cookie", "; ".join("%s=%s" % kv for kv in self.cookies.items()))
+            headers.setdefault("Cookie", cookie_header(self.cookies))
         response = await self.http.fetch(
             path if path.startswith(("http://", "https://")) else self.base_url + path,
             method=method,
@@ -138,13 +132,13 @@ class Client:
             pairs.append(("_xsrf", self.xsrf))
         return await self.fetch(path, "POST", urllib.parse.urlencode(pairs), headers=headers)
 
-    async def register(self, username="alice", password="correct horse", confirm=None):
+    async def register(self, username="alice", password=PASSWORD, confirm=None):
         return await self.post(
             "/register",
             {"username": username, "password": password, "confirm": password if confirm is None else confirm},
         )
 
-    async def login(self, username="alice", password="correct horse", next_url=None):
+    async def login(self, username="alice", password=PASSWORD, next_url=None):
         data = {"username": username, "password": password}
         if next_url is not None:
             data["next"] = next_url
@@ -168,6 +162,20 @@ def client(http_client, base_url):
 def make_client(http_client, base_url):
     """More browsers, each with its own cookies."""
     return lambda: Client(http_client, base_url)
+
+
+@pytest.fixture
+def member(make_client):
+    """A new browser in which a new member has registered (and so is logged in):
+    `bob = await member("bob")`."""
+
+    async def register(username="alice", password=PASSWORD):
+        browser = make_client()
+        r = await browser.register(username, password)
+        assert r.code == 302, r.body
+        return browser
+
+    return register
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import re
 import pytest
 import tornado.locale
 
-from tests.helpers import query, set_cookie
+from tests.helpers import query, set_cookie, text
 from tests.i18n_keys import PROJECT, used_keys
 from views import i18n
 from views.forms import MESSAGES
@@ -35,10 +35,6 @@ def catalogue(code):
             assert row[0] not in rows[kind], "locale/%s.csv: %r twice" % (code, row[0])
             rows[kind][row[0]] = row[1]
     return rows
-
-
-def text(response):
-    return response.body.decode()
 
 
 def html_lang(page):

@@ -18,7 +18,7 @@ import pytest
 from models.attachments import SNIFF_BYTES, clean_filename, content_disposition, human_size, sniff_type
 from serving.housekeeping import housekeeping
 from tests import serverproc as sp
-from tests.helpers import query
+from tests.helpers import cookie_header, eventually, query, wait_until
 
 LIMIT_MB = 1
 LIMIT = LIMIT_MB * 1024 * 1024
@@ -102,24 +102,6 @@ def rows(db_settings):
     return query(db_settings, "SELECT * FROM attachments ORDER BY id")
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-async def eventually(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
-
-
 # --- raw HTTP for what a polite client never does ----------------------------------------
 
 
@@ -159,8 +141,7 @@ class Raw:
 
 def request_head(client, story_id, headers):
     lines = ["POST /story/%d/attachments HTTP/1.1" % story_id, "Host: 127.0.0.1"]
-    cookies = "; ".join("%s=%s" % kv for kv in client.cookies.items())
-    lines += ["Cookie: " + cookies, "X-XSRFToken: " + client.xsrf]
+    lines += ["Cookie: " + cookie_header(client.cookies), "X-XSRFToken: " + client.xsrf]
     lines += ["%s: %s" % kv for kv in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -670,7 +651,7 @@ def test_a_failing_write_answers_clearly_and_keeps_nothing(tmp_path):
         )
         assert response.status == 507, response.text
         assert "no room for this file" in response.text
-        assert wait_for(lambda: stored_files(upload_dir) == [])
+        assert wait_until(lambda: stored_files(upload_dir) == [])
         con = sp.mysql_connection(database)
         try:
             with con.cursor() as cur:
