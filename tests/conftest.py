@@ -1,5 +1,6 @@
 """Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
-the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
+the Application on it, the HTTP server built as server.py builds it, a cookie-keeping client and
+new members in browsers of their own; and for the browser tests, Chromium and its contexts."""
 
 import datetime
 import email.utils
@@ -14,6 +15,7 @@ import config
 from application import Application
 from models import migrate
 from serving.connections import make_http_server
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, skip_or_fail
 from tests.helpers import PASSWORD, cookie_header, raw_connection
 
 # Separate names let several test runs share one server (the default is for CI and users).
@@ -191,3 +193,49 @@ def own_http_client():
     yield make
     for c in clients:
         c.close()
+
+
+# --- browser tests (tests/browser.py) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium through Playwright's sync API, one a test module (browser tests only)."""
+    from playwright.sync_api import Error, sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(
+            "Debian's Chromium (/usr/bin/chromium) is not installed, so the browser tests are "
+            "skipped (scripts/test installs it as root)."
+        )
+    try:
+        playwright = sync_playwright().start()
+    except Exception as e:  # the driver is a Node binary; it needs libatomic1 on a minimal Debian
+        skip_or_fail("Playwright's driver did not start (%s), so the browser tests are skipped." % e)
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Error as e:
+        playwright.stop()
+        skip_or_fail("Chromium did not start (%s), so the browser tests are skipped." % e)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
+
+
+@pytest.fixture
+def browser_context(chromium):
+    """New browser contexts (each its own cookies), closed after the test:
+    `browser_context(**Playwright context options)`, with 10 s timeouts."""
+    contexts = []
+
+    def make(**kwargs):
+        context = chromium.new_context(**kwargs)
+        context.set_default_timeout(10000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()

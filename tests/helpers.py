@@ -1,14 +1,16 @@
 """Small helpers shared by test modules: the test database, reading a response (its text, form
-fields, cookies, the site's error page and security headers), a browser on another address, and
-waiting for a condition instead of sleeping."""
+fields, cookies, the site's error page and security headers), a browser on another address,
+multipart uploads, and waiting for a condition instead of sleeping."""
 
 import asyncio
 import datetime
+import hashlib
 import http.cookies
 import inspect
 import re
 import time
 import urllib.parse
+import uuid
 
 import pymysql
 from tornado.escape import xhtml_escape
@@ -168,6 +170,57 @@ async def is_logged_in(client):
     if r.code == 302:
         assert r.headers["Location"] == "/login?next=%2Faccount"
     return r.code == 200
+
+
+# --- uploads ------------------------------------------------------------------------------------
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
+    b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
+    b"\xaeB`\x82"
+)
+
+
+def binary(size):
+    """`size` bytes that look random but are the same on every run (SHAKE-256 of a fixed seed) and
+    match no content-type signature (checked below), so they are always application/octet-stream:
+    random bytes start like JSON or another type about once in 200 runs."""
+    return hashlib.shake_256(b"storyhouse").digest(size)
+
+
+def multipart(files, field="files", extra=()):
+    """(content type, body) for files [(filename, bytes)] (filename may be str or raw bytes)."""
+    boundary = "----storyhouse" + uuid.uuid4().hex
+    out = []
+    for name, value in extra:
+        out.append(('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n' % (boundary, name)).encode())
+        out.append(value.encode() + b"\r\n")
+    for filename, data in files:
+        raw = filename if isinstance(filename, bytes) else filename.encode("utf-8")
+        raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        out.append(
+            b'--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" % (boundary.encode(), field.encode(), raw)
+        )
+        out.append(data + b"\r\n")
+    out.append(("--%s--\r\n" % boundary).encode())
+    return "multipart/form-data; boundary=" + boundary, b"".join(out)
+
+
+async def upload(client, story_id, files, json=True, xsrf="header", headers=None):
+    ctype, body = multipart(files)
+    if not client.xsrf:
+        await client.get("/login")
+    h = {"Content-Type": ctype}
+    path = "/story/%d/attachments" % story_id
+    if json:
+        h["Accept"] = "application/json"
+    if xsrf == "header":
+        h["X-XSRFToken"] = client.xsrf
+    elif xsrf == "query":
+        path += "?_xsrf=" + client.xsrf
+    h.update(headers or {})
+    return await client.fetch(path, "POST", body, headers=h, request_timeout=30)
 
 
 # --- waiting for a condition ------------------------------------------------------------------

@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from tests.helpers import count, query
-from tests.test_uploads import upload
+from tests.helpers import count, query, upload
 from views.forms import MESSAGES
 
 JSON_TYPE = "application/json; charset=UTF-8"

@@ -29,7 +29,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests import serverproc as sp
-from tests.helpers import cookie_header, wait_until
+from tests.helpers import cookie_header, multipart, wait_until
 
 NGINX = "/usr/sbin/nginx"
 SITE = os.path.join(sp.PROJECT, "deploy", "nginx-storyhouse.conf")
@@ -283,14 +283,6 @@ def test_static_files_are_served_from_a_checkout_only_its_owner_can_read():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def multipart(boundary, filename, data):
-    head = (
-        '--%s\r\nContent-Disposition: form-data; name="files"; filename="%s"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n" % (boundary, filename)
-    ).encode()
-    return head + data + ("\r\n--%s--\r\n" % boundary).encode()
-
-
 def test_upload_and_download_through_nginx(site):
     port = site["port"]
     author = member(port, "dep_up_%s" % uuid.uuid4().hex[:6])
@@ -298,17 +290,9 @@ def test_upload_and_download_through_nginx(site):
     assert r.status == 302, r.text
     story_path = r.headers["Location"]
     data = os.urandom(3 * 1024 * 1024 + 17)  # several of nginx's buffers and the app's chunks
-    boundary = "shdeploy%s" % uuid.uuid4().hex
-    r = author.fetch(
-        "POST",
-        story_path + "/attachments",
-        multipart(boundary, "noise.bin", data),
-        {
-            "Content-Type": "multipart/form-data; boundary=" + boundary,
-            "X-XSRFToken": author.cookies["_xsrf"],
-            "Accept": "application/json",
-        },
-    )
+    ctype, body = multipart([("noise.bin", data)])
+    headers = {"Content-Type": ctype, "X-XSRFToken": author.cookies["_xsrf"], "Accept": "application/json"}
+    r = author.fetch("POST", story_path + "/attachments", body, headers)
     assert r.status == 201, r.text
     items = json.loads(r.body)["items"]
     assert [i["filename"] for i in items] == ["noise.bin"]
@@ -317,19 +301,12 @@ def test_upload_and_download_through_nginx(site):
         got = Browser(port).get(url)
         assert got.status == 200 and got.body == data
     # Without the token nginx passes the refusal through, before the body is stored.
+    ctype, body = multipart([("x.bin", b"x")])
     r = author.fetch(
-        "POST",
-        story_path + "/attachments",
-        multipart(boundary, "x.bin", b"x"),
-        {"Content-Type": "multipart/form-data; boundary=" + boundary, "Accept": "application/json"},
+        "POST", story_path + "/attachments", body, {"Content-Type": ctype, "Accept": "application/json"}
     )
     assert r.status == 403
     # Just over --max_upload_mb: the app's own 413 and sentence (nginx lets it through) ...
-    headers = {
-        "Content-Type": "multipart/form-data; boundary=" + boundary,
-        "X-XSRFToken": author.cookies["_xsrf"],
-        "Accept": "application/json",
-    }
     over_app = author.fetch(
         "POST",
         story_path + "/attachments",

@@ -23,7 +23,7 @@ import uuid
 import pytest
 
 from tests import serverproc as sp
-from tests.helpers import cookie_header, wait_until
+from tests.helpers import cookie_header, multipart, wait_until
 from tests.tcp_proxy import TcpProxy
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -193,16 +193,7 @@ def test_database_cut_under_load_gives_503s_then_recovers_without_restart(status
 def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script):
     with sp.running_server(DB, extra=["--shutdown_timeout=10"]) as (server, port):
         author, story = member_with_story(port, "term_%s" % uuid.uuid4().hex[:6])
-        data = os.urandom(512 * 1024)
-        boundary = "shresil%s" % uuid.uuid4().hex
-        body = (
-            (
-                '--%s\r\nContent-Disposition: form-data; name="files"; filename="slow.bin"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n" % boundary
-            ).encode()
-            + data
-            + ("\r\n--%s--\r\n" % boundary).encode()
-        )
+        ctype, body = multipart([("slow.bin", os.urandom(512 * 1024))])
         wrk = Wrk(status_script, port, "/login", seconds=4)
         try:
             assert wait_until(lambda: server.stderr.count("200 GET /login") >= 20, 10)  # under load
@@ -211,13 +202,13 @@ def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script
                 (
                     "POST %s/attachments HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: %s\r\n"
                     "X-XSRFToken: %s\r\nAccept: application/json\r\n"
-                    "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n"
+                    "Content-Type: %s\r\nContent-Length: %d\r\n\r\n"
                     % (
                         story,
                         port,
                         cookie_header(author.cookies),
                         author.cookies["_xsrf"],
-                        boundary,
+                        ctype,
                         len(body),
                     )
                 ).encode()
