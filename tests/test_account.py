@@ -9,6 +9,7 @@ import pytest
 from tests.helpers import (
     OTHER_IP,
     PASSWORD,
+    assert_error_page,
     count,
     field_errors,
     flash,
@@ -306,8 +307,7 @@ async def test_new_password_is_read_without_stripping(members, make_client):
 async def test_post_only_account_routes_refuse_get(members, path):
     a, _, _ = await members()
     r = await a.get(path)
-    assert r.code == 405
-    assert "That method is not allowed here." in text(r)
+    assert_error_page(r, 405, "That method is not allowed here.")
 
 
 @pytest.mark.gen_test

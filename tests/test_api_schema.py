@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import cookie_header, eventually
 
 SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
 CHECKS = ",".join(
@@ -74,7 +74,7 @@ async def test_schema_holds_with_an_api_token(http_server, base_url, client, tmp
 async def test_schema_holds_with_a_session_and_xsrf(http_server, base_url, client, tmp_path):
     await client.register("alice")
     await client.new_story("Seed", "A story to read, patch and delete.")
-    cookie = "; ".join("%s=%s" % kv for kv in client.cookies.items())
+    cookie = cookie_header(client.cookies)
     headers = {"Cookie": cookie, "X-XSRFToken": client.xsrf}
     code, out = await run_schemathesis(base_url, headers, tmp_path)
     assert code == 0, out

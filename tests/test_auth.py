@@ -21,6 +21,7 @@ from tests.conftest import Client
 from tests.helpers import (
     OTHER_IP,
     PASSWORD,
+    assert_error_page,
     count,
     field_errors,
     flash,
@@ -672,8 +673,7 @@ async def test_anonymous_post_to_a_member_route_is_forbidden(client, path, data)
     await client.get("/login")
     assert client.xsrf  # a valid token: the refusal is for the missing login, not the token
     r = await client.post(path, data)
-    assert r.code == 403
-    assert "You are not allowed to do that." in text(r)
+    assert_error_page(r, 403, "You are not allowed to do that.")
 
 
 # --- flash messages -----------------------------------------------------------------------------
