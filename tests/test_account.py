@@ -1,5 +1,6 @@
 """The account page over real HTTP and a real MariaDB: your sessions (device, IP, last seen, this
-device), revoking one or all of them, and changing the password (which signs out the others)."""
+device; the page is never stored by a cache), revoking one or all of them, and changing the
+password (which signs out the others)."""
 
 import datetime
 import re

@@ -158,6 +158,40 @@ async def test_underscore_is_not_a_wildcard_in_usernames(db_settings, member):
     assert count(db_settings, "users") == 2
 
 
+@pytest.mark.gen_test
+async def test_registrations_are_limited_per_ip(make_client, app, db_settings):
+    """Each registration costs an argon2 hash: an address gets 20 an hour, then a 429."""
+    limit = app.settings["registrations_per_ip_hour"]
+    for i in range(limit):
+        assert (await make_client().register("member_%d" % i)).code == 302
+    r = await make_client().register("one_too_many")
+    assert r.code == 429 and r.headers["Retry-After"] == "3600"
+    assert form_error(text(r)) == "Too many accounts were made from your address. Try again in an hour."
+    assert input_value(text(r), "username") == "one_too_many"
+    assert count(db_settings, "users", "username = 'one_too_many'") == 0
+    other = make_client()
+    r = await post_from(
+        other, "/register", {"username": "elsewhere", "password": PASSWORD, "confirm": PASSWORD}, ip=OTHER_IP
+    )
+    assert r.code == 302  # another address is not affected
+    query(db_settings, "UPDATE users SET created_at = NOW() - INTERVAL 61 MINUTE")
+    assert (await make_client().register("an_hour_later")).code == 302
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_parallel_registrations_cannot_pass_the_limit(
+    app, http_server, own_http_client, base_url, db_settings
+):
+    limit = app.settings["registrations_per_ip_hour"]
+    http_client = own_http_client()  # all of them in flight at once (the shared client allows 10)
+    clients = [Client(http_client, base_url) for _ in range(limit + 5)]
+    await gen.multi([c.get("/register") for c in clients])
+    responses = await gen.multi([c.register("racer%02d" % i) for i, c in enumerate(clients)])
+    codes = sorted(r.code for r in responses)
+    assert codes == [302] * limit + [429] * 5, codes
+    assert count(db_settings, "users") == limit
+
+
 # --- log in -------------------------------------------------------------------------------------
 
 
@@ -473,40 +507,6 @@ async def test_logging_in_again_replaces_the_browsers_session(make_client, db_se
     assert count(db_settings, "sessions s JOIN users u ON u.id = s.user_id", "u.username = 'alice'") == 0
     assert not await is_logged_in(stale)
     assert await is_logged_in(browser)
-
-
-@pytest.mark.gen_test
-async def test_registrations_are_limited_per_ip(make_client, app, db_settings):
-    """Each registration costs an argon2 hash: an address gets 20 an hour, then a 429."""
-    limit = app.settings["registrations_per_ip_hour"]
-    for i in range(limit):
-        assert (await make_client().register("member_%d" % i)).code == 302
-    r = await make_client().register("one_too_many")
-    assert r.code == 429 and r.headers["Retry-After"] == "3600"
-    assert form_error(text(r)) == "Too many accounts were made from your address. Try again in an hour."
-    assert input_value(text(r), "username") == "one_too_many"
-    assert count(db_settings, "users", "username = 'one_too_many'") == 0
-    other = make_client()
-    r = await post_from(
-        other, "/register", {"username": "elsewhere", "password": PASSWORD, "confirm": PASSWORD}, ip=OTHER_IP
-    )
-    assert r.code == 302  # another address is not affected
-    query(db_settings, "UPDATE users SET created_at = NOW() - INTERVAL 61 MINUTE")
-    assert (await make_client().register("an_hour_later")).code == 302
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_parallel_registrations_cannot_pass_the_limit(
-    app, http_server, own_http_client, base_url, db_settings
-):
-    limit = app.settings["registrations_per_ip_hour"]
-    http_client = own_http_client()  # all of them in flight at once (the shared client allows 10)
-    clients = [Client(http_client, base_url) for _ in range(limit + 5)]
-    await gen.multi([c.get("/register") for c in clients])
-    responses = await gen.multi([c.register("racer%02d" % i) for i, c in enumerate(clients)])
-    codes = sorted(r.code for r in responses)
-    assert codes == [302] * limit + [429] * 5, codes
-    assert count(db_settings, "users") == limit
 
 
 # --- the session cookie -------------------------------------------------------------------------

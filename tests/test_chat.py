@@ -21,7 +21,7 @@ from tornado.websocket import websocket_connect
 from models.room import SIGNED_OUT
 from serving.tornado_internals import unsent_bytes
 from tests import serverproc as sp
-from tests.helpers import cookie_header, eventually, query, wait_until
+from tests.helpers import cookie_header, eventually, query
 from views.sockets import MAX_UNSENT
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -467,22 +467,21 @@ async def test_two_processes_on_one_redis_share_messages_and_presence(chat_db):
         b.close()
 
 
-def start_redis(port):
+async def start_redis(port):
+    """redis-server on `port`, once it listens (the loop runs meanwhile: open sockets stay served)."""
     proc = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
         + ["--save", "", "--appendonly", "no", "--daemonize", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    assert wait_until(lambda: not sp.port_is_free(port), 10), "redis-server did not start"
+    assert await eventually(lambda: not sp.port_is_free(port), 10), "redis-server did not start"
     return proc
 
 
-def stop_redis(proc):
+async def stop_redis(proc):
     proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    if proc.poll() is None:
+    if not await eventually(lambda: proc.poll() is not None, 5):
         proc.kill()
         proc.wait(5)
 
@@ -508,7 +507,7 @@ async def crosses(sender, receiver, tag, timeout=15):
 async def test_redis_stopped_and_started_again(chat_db):
     redis_port = sp.free_port()
     extra = ["--redis_url=redis://127.0.0.1:%d/0" % redis_port, "--chat_redis_prefix=" + unique_prefix()]
-    redis = start_redis(redis_port)
+    redis = await start_redis(redis_port)
     try:
         with (
             sp.running_server(chat_db, extra=extra) as (server_a, port_a),
@@ -521,13 +520,13 @@ async def test_redis_stopped_and_started_again(chat_db):
             b, _, _ = await joined(base_b, dan)
             assert await crosses(a, b, "before")
 
-            stop_redis(redis)
+            await stop_redis(redis)
             assert await eventually(lambda: all("lost Redis" in s.stderr for s in (server_a, server_b)), 10)
             a.write_message(json.dumps({"body": "while redis is away"}))  # local chat goes on
             assert (await until(a_local, "message", body="while redis is away"))["user"] == "cat_redis"
             await asyncio.sleep(1.0)  # a timer: Redis stays away while the bus retries (logged once)
 
-            redis = start_redis(redis_port)
+            redis = await start_redis(redis_port)
             assert await crosses(a, b, "after"), "messages did not cross processes again"
             for server in (server_a, server_b):
                 assert server.stderr.count("lost Redis") == 1, server.stderr  # logged once
@@ -535,7 +534,7 @@ async def test_redis_stopped_and_started_again(chat_db):
             for ws in (a, a_local, b):
                 ws.close()
     finally:
-        stop_redis(redis)
+        await stop_redis(redis)
 
 
 def test_several_processes_without_redis_warn_once(chat_db):

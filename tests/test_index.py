@@ -1,5 +1,6 @@
 """The index over real HTTP and a real MariaDB: empty states, 20 stories a page newest first,
-the page argument, literal search, the theme preference cookie, and links built from the routes."""
+the page argument, literal search (words, never operators; quick even when pathological), the
+theme preference cookie, and links built from the routes."""
 
 import email.utils
 import re
