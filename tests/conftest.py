@@ -1,5 +1,6 @@
 """Fixtures: a real MariaDB test database (created and migrated once, emptied before each test),
-the Application on it, the HTTP server built as server.py builds it, and a cookie-keeping client."""
+the Application on it, the HTTP server built as server.py builds it, a cookie-keeping client and
+new members in browsers of their own; and for the browser tests, Chromium and its contexts."""
 
 import datetime
 import email.utils
@@ -7,25 +8,19 @@ import http.cookies
 import os
 import urllib.parse
 
-import pymysql
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 import config
 from application import Application
 from models import migrate
-from models.db import connect_args
 from serving.connections import make_http_server
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, skip_or_fail
+from tests.helpers import PASSWORD, cookie_header, raw_connection
 
 # Separate names let several test runs share one server (the default is for CI and users).
 TEST_DATABASE = os.environ.get("STORYHOUSE_TEST_DB", "storyhouse_test")
 CHEAP_ARGON2 = dict(time_cost=1, memory_cost=1024, parallelism=1)  # fast tests, same code path
-
-
-def raw_connection(settings, database=None):
-    return pymysql.connect(
-        **connect_args(settings["host"], settings["port"], settings["user"], settings["password"], database)
-    )
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +56,10 @@ def clean_db(db_settings):
 
 
 @pytest.fixture
-def app_settings():
-    """Settings overrides for the app fixture; a test module may override this fixture."""
-    return {}
+def app_settings(request):
+    """Settings overrides for the app fixture: a test module may override this fixture, one test
+    may pass its own with @pytest.mark.parametrize("app_settings", [{...}], indirect=True)."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -109,7 +105,7 @@ class Client:
     async def fetch(self, path, method="GET", body=None, headers=None, **kwargs):
         headers = dict(headers or {})
         if self.cookies:
-            headers.setdefault("Cookie", "; ".join("%s=%s" % kv for kv in self.cookies.items()))
+            headers.setdefault("Cookie", cookie_header(self.cookies))
         response = await self.http.fetch(
             path if path.startswith(("http://", "https://")) else self.base_url + path,
             method=method,
@@ -138,13 +134,13 @@ class Client:
             pairs.append(("_xsrf", self.xsrf))
         return await self.fetch(path, "POST", urllib.parse.urlencode(pairs), headers=headers)
 
-    async def register(self, username="alice", password="correct horse", confirm=None):
+    async def register(self, username="alice", password=PASSWORD, confirm=None):
         return await self.post(
             "/register",
             {"username": username, "password": password, "confirm": password if confirm is None else confirm},
         )
 
-    async def login(self, username="alice", password="correct horse", next_url=None):
+    async def login(self, username="alice", password=PASSWORD, next_url=None):
         data = {"username": username, "password": password}
         if next_url is not None:
             data["next"] = next_url
@@ -171,6 +167,20 @@ def make_client(http_client, base_url):
 
 
 @pytest.fixture
+def member(make_client):
+    """A new browser in which a new member has registered (and so is logged in):
+    `bob = await member("bob")`."""
+
+    async def register(username="alice", password=PASSWORD):
+        browser = make_client()
+        r = await browser.register(username, password)
+        assert r.code == 302, r.body
+        return browser
+
+    return register
+
+
+@pytest.fixture
 def own_http_client():
     """An HTTP client of its own, for many requests in flight (the shared one allows 10)."""
     clients = []
@@ -183,3 +193,49 @@ def own_http_client():
     yield make
     for c in clients:
         c.close()
+
+
+# --- browser tests (tests/browser.py) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium through Playwright's sync API, one a test module (browser tests only)."""
+    from playwright.sync_api import Error, sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(
+            "Debian's Chromium (/usr/bin/chromium) is not installed, so the browser tests are "
+            "skipped (scripts/test installs it as root)."
+        )
+    try:
+        playwright = sync_playwright().start()
+    except Exception as e:  # the driver is a Node binary; it needs libatomic1 on a minimal Debian
+        skip_or_fail("Playwright's driver did not start (%s), so the browser tests are skipped." % e)
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Error as e:
+        playwright.stop()
+        skip_or_fail("Chromium did not start (%s), so the browser tests are skipped." % e)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
+
+
+@pytest.fixture
+def browser_context(chromium):
+    """New browser contexts (each its own cookies), closed after the test:
+    `browser_context(**Playwright context options)`, with 10 s timeouts."""
+    contexts = []
+
+    def make(**kwargs):
+        context = chromium.new_context(**kwargs)
+        context.set_default_timeout(10000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()

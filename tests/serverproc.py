@@ -12,13 +12,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 
-import pymysql
-
 import config
-from models.db import connect_args
+from tests.helpers import cookie_header, raw_connection, wait_until
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_PY = os.path.join(PROJECT, "server.py")
@@ -42,8 +39,7 @@ def mysql_settings():
 
 
 def mysql_connection(database=None):
-    s = dict(mysql_settings())
-    return pymysql.connect(**connect_args(s["host"], s["port"], s["user"], s["password"], database))
+    return raw_connection(mysql_settings(), database)
 
 
 def drop_databases(*names):
@@ -158,19 +154,20 @@ def wait_until_healthy(server, port, timeout=20.0):
     """Poll until every process listens and /healthz answers 200; fails with the server's stderr
     when it dies or hangs."""
     listeners = processes_of(server.args)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def healthy():
         if server.proc.poll() is not None:
             raise AssertionError(
                 "server exited with %s before answering:\n%s" % (server.proc.returncode, server.stderr)
             )
         try:
-            if len(tcp_sockets(port, "0A")) >= listeners and get(port, "/healthz", timeout=2).status == 200:
-                return
+            listening = len(tcp_sockets(port, "0A")) >= listeners
+            return listening and get(port, "/healthz", timeout=2).status == 200
         except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server did not answer /healthz within %.0f s:\n%s" % (timeout, server.stderr))
+            return False
+
+    if not wait_until(healthy, timeout):
+        raise AssertionError("server did not answer /healthz within %.0f s:\n%s" % (timeout, server.stderr))
 
 
 @contextlib.contextmanager
@@ -247,7 +244,7 @@ class Browser:
     def fetch(self, method, path, body=None, headers=None):
         headers = dict(headers or {})
         if self.cookies:
-            headers["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            headers["Cookie"] = cookie_header(self.cookies)
         response = request(self.port, method, path, body=body, headers=headers)
         self._remember(response)
         return response
@@ -297,18 +294,15 @@ def is_alive(pid):
         return False
 
 
-def wait_until(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def tcp_sockets(port, state):
     """Inodes of the TCP sockets with local port `port` in `state` ('0A' LISTEN, '01' ESTABLISHED)."""
-    inodes = set()
+    return set(unread_bytes(port, state))
+
+
+def unread_bytes(port, state="01"):
+    """{inode: bytes received but not yet read by the process} of the TCP sockets with local port
+    `port` in `state` (/proc/net/tcp's rx_queue)."""
+    queues = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -318,8 +312,8 @@ def tcp_sockets(port, state):
         for line in lines:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-                inodes.add(fields[9])
-    return inodes
+                queues[fields[9]] = int(fields[4].split(":")[1], 16)
+    return queues
 
 
 def socket_inodes(pid):

@@ -1,22 +1,24 @@
 """The account page over real HTTP and a real MariaDB: your sessions (device, IP, last seen, this
-device), revoking one or all of them, and changing the password (which signs out the others)."""
+device; the page is never stored by a cache), revoking one or all of them, and changing the
+password (which signs out the others)."""
 
 import datetime
 import re
 
 import pytest
 
-from tests.test_auth import (
+from tests.helpers import (
     OTHER_IP,
     PASSWORD,
+    assert_error_page,
     count,
     field_errors,
     flash,
-    html,
     is_logged_in,
     login_from,
     post_from,
     query,
+    text,
     utcnow,
 )
 from views.forms import MESSAGES
@@ -47,7 +49,7 @@ def session_rows(page):
 async def sessions_seen_by(client):
     r = await client.get("/account")
     assert r.code == 200
-    return session_rows(html(r))
+    return session_rows(text(r))
 
 
 async def this_session_id(client):
@@ -59,12 +61,12 @@ async def browser(make_client, username="alice", ip=None, user_agent=None):
     """A browser logged in as `username` (who must be registered)."""
     c = make_client()
     r = await login_from(c, username, PASSWORD, ip=ip, user_agent=user_agent)
-    assert r.code == 302, html(r)
+    assert r.code == 302, text(r)
     return c
 
 
 @pytest.fixture
-def members(make_client):
+def members(make_client, member):
     """alice (two browsers: `a` and `b`) and bob (one browser), all logged in."""
 
     async def setup():
@@ -77,8 +79,7 @@ def members(make_client):
         )
         assert r.code == 302
         b = await browser(make_client, "alice", ip=OTHER_IP, user_agent="Phone <b>App</b>")
-        bob = make_client()
-        assert (await bob.register("bob", PASSWORD)).code == 302
+        bob = await member("bob")
         return a, b, bob
 
     return setup
@@ -128,6 +129,13 @@ async def test_expired_sessions_are_not_listed(members, db_settings):
     assert [s["device"] for s in await sessions_seen_by(a)] == ["Laptop Firefox/128"]
 
 
+@pytest.mark.gen_test
+async def test_the_account_page_is_never_stored(client):
+    await client.register("alice")
+    r = await client.get("/account")
+    assert r.code == 200 and r.headers["Cache-Control"] == "no-store"
+
+
 # --- revoking sessions --------------------------------------------------------------------------
 
 
@@ -138,20 +146,20 @@ async def test_revoke_another_session(members):
     r = await revoke(a, session=b_id)
     assert r.code == 302 and r.headers["Location"] == "/account"
     r = await a.get("/account")
-    assert flash(html(r)) == "Session signed out."
-    assert [s["id"] for s in session_rows(html(r))] == [await this_session_id(a)]
+    assert flash(text(r)) == "Session signed out."
+    assert [s["id"] for s in session_rows(text(r))] == [await this_session_id(a)]
     assert not await is_logged_in(b)
     assert await is_logged_in(a) and await is_logged_in(bob)
 
 
 @pytest.mark.gen_test
-async def test_revoke_this_session_by_its_id(members, make_client):
+async def test_revoke_this_session_by_its_id(members):
     a, b, _ = await members()
     r = await revoke(a, session=await this_session_id(a))
     assert r.code == 302 and r.headers["Location"] == "/login"
     assert not a.cookies.get("session")
     r = await a.get("/login")
-    assert flash(html(r)) == "This session is signed out."
+    assert flash(text(r)) == "This session is signed out."
     assert not await is_logged_in(a)
     assert await is_logged_in(b)
 
@@ -167,7 +175,7 @@ async def test_revoke_with_a_bogus_id_is_400(members, db_settings, bogus):
         bogus = await this_session_id(bob)  # another member's session is not yours to end
     r = await revoke(a, session=bogus)
     assert r.code == 400
-    assert "No such session." in html(r)
+    assert "No such session." in text(r)
     assert count(db_settings, "sessions") == 3
     assert await is_logged_in(a) and await is_logged_in(b) and await is_logged_in(bob)
 
@@ -179,7 +187,7 @@ async def test_revoke_all_signs_out_every_session_of_yours(members, db_settings)
     assert r.code == 302 and r.headers["Location"] == "/login"
     assert not a.cookies.get("session")
     r = await a.get("/login")
-    assert flash(html(r)) == "You are signed out everywhere."
+    assert flash(text(r)) == "You are signed out everywhere."
     assert not await is_logged_in(a)
     assert not await is_logged_in(b)
     assert await is_logged_in(bob)  # only your own sessions
@@ -212,7 +220,7 @@ async def test_password_change_needs_the_current_password(members, make_client, 
     a, b, _ = await members()
     r = await change_password(a, current=current)
     assert r.code == 400
-    page = html(r)
+    page = text(r)
     assert field_errors(page) == {"current": MESSAGES["current_wrong"]}
     assert len(session_rows(page)) == 2  # the account page is shown again, whole
     assert await is_logged_in(b)
@@ -234,7 +242,7 @@ async def test_password_change_checks_the_new_password(members, make_client, pas
     a, b, _ = await members()
     r = await change_password(a, password=password, confirm=confirm)
     assert r.code == 400
-    assert field_errors(html(r)) == errors
+    assert field_errors(text(r)) == errors
     assert await is_logged_in(b)
     await assert_password_is(make_client, PASSWORD, old=password or "nothing")
 
@@ -244,7 +252,7 @@ async def test_password_change_reports_every_bad_field(members):
     a, _, _ = await members()
     r = await change_password(a, current="wrong password", password="short")
     assert r.code == 400
-    assert field_errors(html(r)) == {
+    assert field_errors(text(r)) == {
         "current": MESSAGES["current_wrong"],
         "password": MESSAGES["password_short"],
     }
@@ -260,19 +268,17 @@ async def test_password_change_reports_every_bad_field(members):
 )
 @pytest.mark.gen_test
 async def test_password_change_keeps_this_session_and_ends_the_others(
-    make_client, db_settings, others, message
+    make_client, db_settings, others, message, member
 ):
-    a = make_client()
-    assert (await a.register("alice", PASSWORD)).code == 302
-    bob = make_client()
-    assert (await bob.register("bob", PASSWORD)).code == 302
+    a = await member("alice")
+    bob = await member("bob")
     other_browsers = [await browser(make_client) for _ in range(others)]
     old_hash = query(db_settings, "SELECT password_hash FROM users WHERE username = 'alice'")[0]
     r = await change_password(a)
     assert r.code == 302 and r.headers["Location"] == "/account"
     r = await a.get("/account")
-    assert r.code == 200 and flash(html(r)) == message
-    assert [s["this"] for s in session_rows(html(r))] == [True]
+    assert r.code == 200 and flash(text(r)) == message
+    assert [s["this"] for s in session_rows(text(r))] == [True]
     for b in other_browsers:
         assert not await is_logged_in(b)
     assert await is_logged_in(bob)
@@ -302,14 +308,12 @@ async def test_new_password_is_read_without_stripping(members, make_client):
 async def test_post_only_account_routes_refuse_get(members, path):
     a, _, _ = await members()
     r = await a.get(path)
-    assert r.code == 405
-    assert "That method is not allowed here." in html(r)
+    assert_error_page(r, 405, "That method is not allowed here.")
 
 
 @pytest.mark.gen_test
-async def test_password_change_gives_this_browser_a_new_session_token(make_client, db_settings):
-    a = make_client()
-    assert (await a.register("alice", PASSWORD)).code == 302
+async def test_password_change_gives_this_browser_a_new_session_token(make_client, db_settings, member):
+    a = await member("alice")
     stale = make_client()
     stale.cookies = dict(a.cookies)
     assert (await change_password(a)).code == 302

@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from tests.helpers import query
-from tests.test_uploads import upload
+from tests.helpers import count, query, upload
 from views.forms import MESSAGES
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -56,13 +55,6 @@ async def create_token(client, name="script"):
     assert response.code == 201, response.body
     assert response.headers["Cache-Control"] == "no-store"  # the one page that shows the token
     return re.search(r'id="new-token"[^>]*value="([^"]+)"', response.body.decode()).group(1)
-
-
-async def member(make_client, name):
-    c = make_client()
-    r = await c.register(name, "correct horse")
-    assert r.code == 302, r.body
-    return c
 
 
 def parse_iso(value):
@@ -140,7 +132,7 @@ async def test_session_create_patch_delete(http_server, client, db_settings):
 
     r = await api(client, "DELETE", "/api/stories/%d" % created["id"])
     assert r.code == 204 and r.body == b""
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"] == 0
+    assert count(db_settings, "stories") == 0
     assert error(await api(client, "GET", "/api/stories/%d" % created["id"]))["status"] == 404
 
 
@@ -157,7 +149,7 @@ async def test_session_writes_need_the_xsrf_header(http_server, client, db_setti
     r = await api(client, "POST", "/api/stories", {"title": "t", "body": "b"}, headers=headers, xsrf=False)
     assert r.code == 403
     assert "XSRF" in error(r)["message"]
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"] == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.mark.gen_test
@@ -171,8 +163,8 @@ async def test_anonymous_writes_and_me_are_401(http_server, client):
 
 
 @pytest.mark.gen_test
-async def test_only_the_author_changes_a_story(http_server, make_client):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_only_the_author_changes_a_story(http_server, member):
+    alice, bob = await member("alice"), await member("bob")
     story_id = await alice.new_story("Mine", "Hands off")
     for method, data in (("PATCH", {"title": "Bob's now"}), ("DELETE", None)):
         r = await api(bob, method, "/api/stories/%d" % story_id, data)
@@ -208,13 +200,13 @@ async def test_token_create_use_revoke(http_server, client, make_client, db_sett
 
     r = await client.post("/account/tokens/revoke", {"token": rows[0]["id"]})
     assert r.code == 302
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM api_tokens")[0]["n"] == 0
+    assert count(db_settings, "api_tokens") == 0
     r = await api(script, "GET", "/api/me", token=token)  # refused at once
     assert r.code == 401 and "revoked" in error(r)["message"]
 
 
 @pytest.mark.gen_test
-async def test_bad_token_never_falls_back_to_the_cookie(http_server, client, make_client):
+async def test_bad_token_never_falls_back_to_the_cookie(http_server, client):
     await client.register("alice")
     token = await create_token(client)
     for header in ("Bearer shk_" + "x" * 43, "Bearer", "Basic YWxpY2U6cHc=", "Bearer " + token + "x"):
@@ -228,8 +220,8 @@ async def test_bad_token_never_falls_back_to_the_cookie(http_server, client, mak
 
 
 @pytest.mark.gen_test
-async def test_token_owner_rules_apply(http_server, make_client):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_token_owner_rules_apply(http_server, make_client, member):
+    alice, bob = await member("alice"), await member("bob")
     story_id = await alice.new_story("Mine", "Hands off")
     bob_token = await create_token(bob)
     r = await api(make_client(), "DELETE", "/api/stories/%d" % story_id, token=bob_token)
@@ -250,17 +242,17 @@ async def test_token_name_is_validated(http_server, client, db_settings, name, m
     r = await client.post("/account/tokens", {"name": name})
     assert r.code == 400
     assert message in r.body.decode()
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM api_tokens")[0]["n"] == 0
+    assert count(db_settings, "api_tokens") == 0
 
 
 @pytest.mark.gen_test
-async def test_someone_elses_token_cannot_be_revoked(http_server, make_client, db_settings):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_someone_elses_token_cannot_be_revoked(http_server, db_settings, member):
+    alice, bob = await member("alice"), await member("bob")
     await create_token(alice)
     token_id = query(db_settings, "SELECT id FROM api_tokens")[0]["id"]
     r = await bob.post("/account/tokens/revoke", {"token": token_id})
     assert r.code == 400
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM api_tokens")[0]["n"] == 1
+    assert count(db_settings, "api_tokens") == 1
 
 
 # --- 405 and unknown paths ---------------------------------------------------------------------
@@ -406,7 +398,7 @@ async def test_bad_bodies(http_server, client, db_settings, raw, content_type, s
         r = await api(client, method, path, raw=raw, headers=headers, token=token)
         assert r.code == status, (method, r.body[:300])
         assert error(r)["message"] == message
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM stories WHERE title <> 'A title'")[0]["n"] == 0
+    assert count(db_settings, "stories", "title <> 'A title'") == 0
 
 
 @pytest.mark.gen_test
@@ -435,7 +427,7 @@ async def test_body_over_the_server_limit_is_a_json_413(http_server, client, db_
     assert r.code == 413 and error(r)["message"] == "The body is too large: at most 768 KB."
     r = await api(client, "POST", "/api/stories", raw=raw)  # with the cookie and no XSRF token too
     assert r.code == 413
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"] == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.fixture
@@ -466,7 +458,7 @@ async def test_the_same_story_twice_is_published_once(http_server, client, db_se
     assert first.code == 201 and again.code == 200
     assert again.headers["Location"] == first.headers["Location"]
     assert body(again)["id"] == body(first)["id"]
-    assert query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"] == 1
+    assert count(db_settings, "stories") == 1
 
 
 HOSTILE_QUERIES = [

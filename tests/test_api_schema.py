@@ -2,14 +2,14 @@
 serving) runs against the live app with a session cookie + XSRF header and with an API token, and
 finds no 500, no undocumented status, and no response that breaks the schema."""
 
-import asyncio
 import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.helpers import cookie_header, eventually
 
 SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
 CHECKS = ",".join(
@@ -44,9 +44,8 @@ async def run_schemathesis(base_url, headers, workdir, max_examples=10):
     log_path = os.path.join(workdir, "schemathesis.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)  # the app under test runs on this loop meanwhile
+    # the app under test runs on this loop meanwhile
+    await eventually(lambda: proc.poll() is not None, RUN_TIMEOUT, interval=0.2)
     code = proc.poll()
     if code is None:
         proc.kill()
@@ -75,7 +74,7 @@ async def test_schema_holds_with_an_api_token(http_server, base_url, client, tmp
 async def test_schema_holds_with_a_session_and_xsrf(http_server, base_url, client, tmp_path):
     await client.register("alice")
     await client.new_story("Seed", "A story to read, patch and delete.")
-    cookie = "; ".join("%s=%s" % kv for kv in client.cookies.items())
+    cookie = cookie_header(client.cookies)
     headers = {"Cookie": cookie, "X-XSRFToken": client.xsrf}
     code, out = await run_schemathesis(base_url, headers, tmp_path)
     assert code == 0, out

@@ -9,32 +9,13 @@ import struct
 import pytest
 
 from tests import serverproc as sp
+from tests.browser import PASSWORD, Watched, log_in, main_button
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DB = sp.database_name("web")
-PASSWORD = "correct horse battery"
 # The README's picture is rewritten only on request (STORYHOUSE_SCREENSHOT=1 scripts/test -k screenshot),
 # so a test run leaves the work tree clean.
 README_SCREENSHOT = os.path.join(sp.PROJECT, "docs", "screenshot-index.png")
 LONG_WORD = "Supercalifragilisticexpialidocious" * 3  # no break opportunity: tests phone layout
-
-# CI sets STORYHOUSE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
-REQUIRED = os.environ.get("STORYHOUSE_REQUIRE_BROWSER") == "1"
-
-
-def skip_or_fail(sentence):
-    if REQUIRED:
-        pytest.fail(sentence)
-    pytest.skip(sentence)
 
 
 pytestmark = [pytest.mark.browser]
@@ -64,82 +45,12 @@ def site():
         sp.drop_databases(DB)
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import Error, sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(
-            "Debian's Chromium (/usr/bin/chromium) is not installed, so the browser tests are "
-            "skipped (scripts/test installs it as root)."
-        )
-    try:
-        playwright = sync_playwright().start()
-    except Exception as e:  # the driver is a Node binary; it needs libatomic1 on a minimal Debian
-        skip_or_fail("Playwright's driver did not start (%s), so the browser tests are skipped." % e)
-    try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Error as e:
-        playwright.stop()
-        skip_or_fail("Chromium did not start (%s), so the browser tests are skipped." % e)
-    try:
-        yield browser
-    finally:
-        browser.close()
-        playwright.stop()
-
-
-class Watched:
-    """A page whose console errors, uncaught errors and CSP violations are recorded."""
-
-    def __init__(self, context):
-        self.context = context
-        self.problems = []
-        context.add_init_script(
-            "window.__cspViolations = [];"
-            "document.addEventListener('securitypolicyviolation', e =>"
-            "  window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
-        )
-        self.page = context.new_page()
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
-        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
-
-    def goto(self, url):
-        response = self.page.goto(url)
-        self.check()
-        return response
-
-    def check(self):
-        violations = self.page.evaluate("window.__cspViolations || []")
-        assert violations == [], "CSP violations on %s" % self.page.url
-        assert self.problems == [], "console errors on %s" % self.page.url
-
-
 @pytest.fixture
-def make_page(chromium, site):
-    contexts = []
-
+def make_page(browser_context, site):
     def make(width=1280, height=800, **kwargs):
-        context = chromium.new_context(viewport={"width": width, "height": height}, **kwargs)
-        context.set_default_timeout(10000)
-        contexts.append(context)
-        return Watched(context)
+        return Watched(browser_context(viewport={"width": width, "height": height}, **kwargs))
 
-    yield make
-    for context in contexts:
-        context.close()
-
-
-def main_button(page, name):
-    """A button in <main> (the header has a link styled as a button with the same name)."""
-    return page.locator("main").get_by_role("button", name=name, exact=True)
-
-
-def log_in(page, base, username, password=PASSWORD):
-    page.goto(base + "/login")
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    main_button(page, "Log in").click()
+    return make
 
 
 def test_screenshot_of_the_index(make_page, site, tmp_path):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests import serverproc as sp
-from tests.test_browser import CHROMIUM_ARGS, Watched, chromium  # noqa: F401 (a fixture)
+from tests.browser import Watched
 
 DB = sp.database_name("webchat")
 XSS = "<img src=x onerror=alert(1)>"
@@ -33,24 +33,18 @@ def chat_site():
 
 
 @pytest.fixture
-def member_page(chromium):  # noqa: F811 (the fixture imported above)
-    contexts = []
-
+def member_page(browser_context):
     def make(port, cookies):
-        context = chromium.new_context(viewport={"width": 1100, "height": 800})
-        context.set_default_timeout(10000)
+        context = browser_context(viewport={"width": 1100, "height": 800})
         context.add_cookies(
             [{"name": k, "value": v, "url": "http://127.0.0.1:%d" % port} for k, v in cookies.items()]
         )
-        contexts.append(context)
         watched = Watched(context)
         watched.dialogs = []
         watched.page.on("dialog", lambda d: (watched.dialogs.append(d.message), d.dismiss()))
         return watched
 
-    yield make
-    for context in contexts:
-        context.close()
+    return make
 
 
 def test_two_members_chat_and_html_stays_text(chat_site, member_page):

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from tests import serverproc as sp
-from tests.test_browser import PASSWORD, Watched, chromium, log_in, skip_or_fail  # noqa: F401 (a fixture)
+from tests.browser import PASSWORD, Watched, log_in, skip_or_fail
 
 DB = sp.database_name("web_locale")
 pytestmark = [pytest.mark.browser]
@@ -41,20 +41,13 @@ def locale_site():
 
 
 @pytest.fixture
-def new_page(chromium):  # noqa: F811
-    contexts = []
-
+def new_page(browser_context):
     def make(**kwargs):
         kwargs.setdefault("viewport", {"width": 1280, "height": 800})
         kwargs.setdefault("locale", "en-US")  # Accept-Language: en-US
-        context = chromium.new_context(**kwargs)
-        context.set_default_timeout(10000)
-        contexts.append(context)
-        return Watched(context)
+        return Watched(browser_context(**kwargs))
 
-    yield make
-    for context in contexts:
-        context.close()
+    return make
 
 
 def html_lang(page):

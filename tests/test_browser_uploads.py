@@ -8,8 +8,8 @@ import os
 import pytest
 
 from tests import serverproc as sp
-from tests.test_browser import PASSWORD, Watched, chromium, log_in  # noqa: F401 (chromium is a fixture)
-from tests.test_uploads import PNG, binary
+from tests.browser import PASSWORD, Watched, log_in
+from tests.helpers import PNG, binary
 
 DB = sp.database_name("web_uploads")
 pytestmark = [pytest.mark.browser]
@@ -38,7 +38,7 @@ def upload_site(tmp_path_factory):
         sp.drop_databases(DB)
 
 
-def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, tmp_path):  # noqa: F811
+def test_upload_two_files_with_progress_and_download_one(browser_context, upload_site, tmp_path):
     from playwright.sync_api import expect
 
     base, story_path, upload_dir = upload_site
@@ -50,79 +50,75 @@ def test_upload_two_files_with_progress_and_download_one(chromium, upload_site, 
     too_big = tmp_path / "too big.bin"
     too_big.write_bytes(binary(3 * 1024 * 1024))  # over the site's 2 MB
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context = browser_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15000)
-    try:
-        watched = Watched(context)
-        page = watched.page
-        log_in(page, base, "uploader")
-        watched.goto(base + story_path)
-        expect(page.locator("#attachments-empty")).to_be_visible()
-        page.set_input_files("#upload-files", [str(notes), str(blob)])
-        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    watched = Watched(context)
+    page = watched.page
+    log_in(page, base, "uploader")
+    watched.goto(base + story_path)
+    expect(page.locator("#attachments-empty")).to_be_visible()
+    page.set_input_files("#upload-files", [str(notes), str(blob)])
+    page.locator("#upload-form").get_by_role("button", name="Upload").click()
 
-        status = page.locator("#upload-status")
-        expect(status).to_contain_text("100 %")
-        expect(status).to_contain_text("2 files attached")
-        assert page.locator("#upload-progress").evaluate("p => p.value") == 100
-        assert page.locator("#upload-progress").is_visible()
-        names = page.locator("#attachment-list .attachment-name")
-        expect(names).to_have_text(["notes 中文.txt", "blob.bin"])
-        expect(page.locator("#attachments-empty")).to_be_hidden()
-        watched.check()
-        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+    status = page.locator("#upload-status")
+    expect(status).to_contain_text("100 %")
+    expect(status).to_contain_text("2 files attached")
+    assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+    assert page.locator("#upload-progress").is_visible()
+    names = page.locator("#attachment-list .attachment-name")
+    expect(names).to_have_text(["notes 中文.txt", "blob.bin"])
+    expect(page.locator("#attachments-empty")).to_be_hidden()
+    watched.check()
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
 
-        with page.expect_download() as download_info:
-            names.first.click()
-        download = download_info.value
-        assert download.suggested_filename == "notes 中文.txt"
-        with open(download.path(), "rb") as f:
-            assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(notes.read_bytes()).hexdigest()
+    with page.expect_download() as download_info:
+        names.first.click()
+    download = download_info.value
+    assert download.suggested_filename == "notes 中文.txt"
+    with open(download.path(), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(notes.read_bytes()).hexdigest()
 
-        # after a reload the list comes from the server
-        watched.goto(base + story_path)
-        expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
-        expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("1.5 MB")
+    # after a reload the list comes from the server
+    watched.goto(base + story_path)
+    expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
+    expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("1.5 MB")
 
-        # a file over the limit is refused in the page, with a sentence, before any byte is sent
-        page.set_input_files("#upload-files", [str(too_big)])
-        page.locator("#upload-form").get_by_role("button", name="Upload").click()
-        expect(status).to_have_text("That upload is too large (3.0 MB): the limit is 2.0 MB.")
-        watched.check()
-    finally:
-        context.close()
+    # a file over the limit is refused in the page, with a sentence, before any byte is sent
+    page.set_input_files("#upload-files", [str(too_big)])
+    page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    expect(status).to_have_text("That upload is too large (3.0 MB): the limit is 2.0 MB.")
+    watched.check()
+    context.close()  # as a user leaving: then the count (the fixture would close it after the test)
     assert stored_count(upload_dir) == before + 2
 
 
-def test_the_plain_form_works_without_javascript(chromium, upload_site, tmp_path):  # noqa: F811
+def test_the_plain_form_works_without_javascript(browser_context, upload_site, tmp_path):
     from playwright.sync_api import expect
 
     base, story_path, upload_dir = upload_site
     before = stored_count(upload_dir)
     photo = tmp_path / "pixel.png"
     photo.write_bytes(PNG)
-    context = chromium.new_context(java_script_enabled=False)
+    context = browser_context(java_script_enabled=False)
     context.set_default_timeout(15000)
-    try:
-        page = context.new_page()
-        log_in(page, base, "uploader")
-        page.goto(base + story_path)
-        page.set_input_files("#upload-files", [str(photo)])
-        page.locator("#upload-form").get_by_role("button", name="Upload").click()
-        expect(page).to_have_url(base + story_path + "#attachments")
-        expect(page.locator(".flash")).to_have_text("1 file attached.")
-        expect(page.locator("#attachment-list .attachment-name").last).to_have_text("pixel.png")
-        thumb = page.locator("#attachment-list img.thumb").last
-        expect(thumb).to_be_visible()
-        assert thumb.evaluate("img => img.naturalWidth") == 1  # served inline, decoded as an image
+    page = context.new_page()
+    log_in(page, base, "uploader")
+    page.goto(base + story_path)
+    page.set_input_files("#upload-files", [str(photo)])
+    page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    expect(page).to_have_url(base + story_path + "#attachments")
+    expect(page.locator(".flash")).to_have_text("1 file attached.")
+    expect(page.locator("#attachment-list .attachment-name").last).to_have_text("pixel.png")
+    thumb = page.locator("#attachment-list img.thumb").last
+    expect(thumb).to_be_visible()
+    assert thumb.evaluate("img => img.naturalWidth") == 1  # served inline, decoded as an image
 
-        # too large: the server's 413 page, with its sentence (the browser shows it, no reset)
-        too_big = tmp_path / "too big.bin"
-        too_big.write_bytes(binary(3 * 1024 * 1024))
-        page.set_input_files("#upload-files", [str(too_big)])
-        page.locator("#upload-form").get_by_role("button", name="Upload").click()
-        expect(page.locator("h1")).to_have_text("413 · Request Entity Too Large")
-        expect(page.locator("main")).to_contain_text("That upload is too large: the limit is 2.0 MB.")
-    finally:
-        context.close()
+    # too large: the server's 413 page, with its sentence (the browser shows it, no reset)
+    too_big = tmp_path / "too big.bin"
+    too_big.write_bytes(binary(3 * 1024 * 1024))
+    page.set_input_files("#upload-files", [str(too_big)])
+    page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    expect(page.locator("h1")).to_have_text("413 · Request Entity Too Large")
+    expect(page.locator("main")).to_contain_text("That upload is too large: the limit is 2.0 MB.")
+    context.close()
     assert stored_count(upload_dir) == before + 1  # the pixel; nothing of the refused file

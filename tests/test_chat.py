@@ -21,7 +21,7 @@ from tornado.websocket import websocket_connect
 from models.room import SIGNED_OUT
 from serving.tornado_internals import unsent_bytes
 from tests import serverproc as sp
-from tests.helpers import query
+from tests.helpers import cookie_header, eventually, query
 from views.sockets import MAX_UNSENT
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -31,10 +31,6 @@ WAIT = 5  # seconds a test waits for a frame that should come
 def unique_prefix():
     """Redis channel and keys of their own, so parallel runs never meet."""
     return "shtest_%d_%s" % (os.getpid(), uuid.uuid4().hex[:8])
-
-
-def cookie_header(cookies):
-    return "; ".join("%s=%s" % kv for kv in cookies.items())
 
 
 OPEN = []  # every client socket a test opened, closed after it (the server may have closed it)
@@ -90,13 +86,6 @@ async def nothing_more(ws, wait=0.3):
         pytest.fail("expected no frame, got %r" % (f,))
 
 
-async def member(make_client, name):
-    c = make_client()
-    r = await c.register(name)
-    assert r.code == 302, r.body
-    return c
-
-
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -122,8 +111,8 @@ async def test_chat_page_needs_login_and_links_the_socket(client):
 
 
 @pytest.mark.gen_test
-async def test_two_members_exchange_messages(base_url, make_client, db_settings):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_two_members_exchange_messages(base_url, db_settings, member):
+    alice, bob = await member("alice"), await member("bob")
     a, _, presence = await joined(base_url, alice.cookies)
     assert presence == {"type": "presence", "users": ["alice"]}
     b, _, presence = await joined(base_url, bob.cookies)
@@ -150,8 +139,8 @@ async def test_two_members_exchange_messages(base_url, make_client, db_settings)
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_history_is_the_last_50_oldest_first(base_url, make_client, app):
-    alice = await member(make_client, "alice")
+async def test_history_is_the_last_50_oldest_first(base_url, app, member):
+    alice = await member("alice")
     user = await app.models.users.by_username("alice")
     for i in range(55):
         await app.models.room.messages.add(user["id"], "alice", "message %d" % i)
@@ -163,8 +152,8 @@ async def test_history_is_the_last_50_oldest_first(base_url, make_client, app):
 
 
 @pytest.mark.gen_test
-async def test_join_and_leave_only_for_the_first_and_last_tab(base_url, make_client):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_join_and_leave_only_for_the_first_and_last_tab(base_url, member):
+    alice, bob = await member("alice"), await member("bob")
     a, _, _ = await joined(base_url, alice.cookies)
     b1, _, _ = await joined(base_url, bob.cookies)
     assert (await frame(a))["type"] == "join"
@@ -278,7 +267,7 @@ async def test_bad_frames_get_an_error_frame(base_url, client, db_settings):
     ws, _, _ = await joined(base_url, client.cookies)
     for i, (raw, why) in enumerate(BAD_FRAMES):
         if i and i % 8 == 0:
-            await asyncio.sleep(1.6)  # stay under the rate limit
+            await asyncio.sleep(1.6)  # a timer: the rate limit's tokens refill with time
         ws.write_message(raw, binary=isinstance(raw, bytes))
         f = await frame(ws)
         assert f["type"] == "error" and why in f["message"], (raw, f)
@@ -300,7 +289,7 @@ async def test_more_than_5_a_second_gets_an_error_frame(base_url, client):
     errors = [f for f in frames if f["type"] == "error"]
     assert 10 <= len(sent) <= 11, frames  # the burst (and a token refilled meanwhile)
     assert errors and all("at most 5 a second" in f["message"] for f in errors)
-    await asyncio.sleep(0.5)  # refills 2 or more tokens
+    await asyncio.sleep(0.5)  # the behaviour under test: half a second refills 2 or more tokens
     ws.write_message(json.dumps({"body": "later"}))
     assert (await frame(ws))["body"] == "later"
     ws.close()
@@ -310,8 +299,8 @@ async def test_more_than_5_a_second_gets_an_error_frame(base_url, client):
 
 
 @pytest.mark.gen_test
-async def test_logout_closes_the_members_sockets(base_url, make_client):
-    alice, bob = await member(make_client, "alice"), await member(make_client, "bob")
+async def test_logout_closes_the_members_sockets(base_url, member):
+    alice, bob = await member("alice"), await member("bob")
     a1, _, _ = await joined(base_url, alice.cookies)
     a2, _, _ = await joined(base_url, alice.cookies)
     b, _, _ = await joined(base_url, bob.cookies)
@@ -326,8 +315,8 @@ async def test_logout_closes_the_members_sockets(base_url, make_client):
 
 
 @pytest.mark.gen_test
-async def test_password_change_closes_the_other_sessions_sockets(base_url, make_client):
-    here = await member(make_client, "alice")
+async def test_password_change_closes_the_other_sessions_sockets(base_url, make_client, member):
+    here = await member("alice")
     there = make_client()
     assert (await there.login("alice")).code == 302
     old, _, _ = await joined(base_url, there.cookies)
@@ -375,8 +364,8 @@ def raw_handshake(port, cookies):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_slow_reader_is_disconnected_not_buffered(base_url, make_client, app, http_port):
-    slow_member, fast_member = await member(make_client, "slow"), await member(make_client, "fast")
+async def test_a_slow_reader_is_disconnected_not_buffered(base_url, app, http_port, member):
+    slow_member, fast_member = await member("slow"), await member("fast")
     fast, _, _ = await joined(base_url, fast_member.cookies)
     slow = await asyncio.get_running_loop().run_in_executor(
         None, raw_handshake, http_port, slow_member.cookies
@@ -401,8 +390,8 @@ async def test_a_slow_reader_is_disconnected_not_buffered(base_url, make_client,
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_dead_peer_is_dropped_and_a_live_one_kept(base_url, make_client, room_started, http_port):
-    dead_member, live_member = await member(make_client, "dead"), await member(make_client, "live")
+async def test_a_dead_peer_is_dropped_and_a_live_one_kept(base_url, room_started, http_port, member):
+    dead_member, live_member = await member("dead"), await member("live")
     live, _, _ = await joined(base_url, live_member.cookies)  # Tornado's client answers pings
     dead = await asyncio.get_running_loop().run_in_executor(
         None, raw_handshake, http_port, dead_member.cookies
@@ -410,8 +399,10 @@ async def test_a_dead_peer_is_dropped_and_a_live_one_kept(base_url, make_client,
     assert (await until(live, "join"))["user"] == "dead"
     assert (await until(live, "leave", timeout=4))["user"] == "dead"  # no pong: dropped
     assert [s.user["username"] for s in room_started.sockets] == ["live"]
-    await asyncio.sleep(1.2)  # two more pings
-    assert [s.user["username"] for s in room_started.sockets] == ["live"]
+    pings = []
+    live.on_ping = pings.append  # Tornado's client answers each one
+    assert await eventually(lambda: len(pings) >= 2, 3), pings  # two more pings...
+    assert [s.user["username"] for s in room_started.sockets] == ["live"]  # ...and still there
     dead.close()
 
 
@@ -476,31 +467,21 @@ async def test_two_processes_on_one_redis_share_messages_and_presence(chat_db):
         b.close()
 
 
-@contextlib.contextmanager
-def private_redis(port):
-    proc = start_redis(port)
-    try:
-        yield proc
-    finally:
-        stop_redis(proc)
-
-
-def start_redis(port):
+async def start_redis(port):
+    """redis-server on `port`, once it listens (the loop runs meanwhile: open sockets stay served)."""
     proc = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
         + ["--save", "", "--appendonly", "no", "--daemonize", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    assert sp.wait_until(lambda: not sp.port_is_free(port), 10), "redis-server did not start"
+    assert await eventually(lambda: not sp.port_is_free(port), 10), "redis-server did not start"
     return proc
 
 
-def stop_redis(proc):
+async def stop_redis(proc):
     proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    if proc.poll() is None:
+    if not await eventually(lambda: proc.poll() is not None, 5):
         proc.kill()
         proc.wait(5)
 
@@ -526,7 +507,7 @@ async def crosses(sender, receiver, tag, timeout=15):
 async def test_redis_stopped_and_started_again(chat_db):
     redis_port = sp.free_port()
     extra = ["--redis_url=redis://127.0.0.1:%d/0" % redis_port, "--chat_redis_prefix=" + unique_prefix()]
-    redis = start_redis(redis_port)
+    redis = await start_redis(redis_port)
     try:
         with (
             sp.running_server(chat_db, extra=extra) as (server_a, port_a),
@@ -539,13 +520,13 @@ async def test_redis_stopped_and_started_again(chat_db):
             b, _, _ = await joined(base_b, dan)
             assert await crosses(a, b, "before")
 
-            stop_redis(redis)
-            await asyncio.sleep(0.5)
+            await stop_redis(redis)
+            assert await eventually(lambda: all("lost Redis" in s.stderr for s in (server_a, server_b)), 10)
             a.write_message(json.dumps({"body": "while redis is away"}))  # local chat goes on
             assert (await until(a_local, "message", body="while redis is away"))["user"] == "cat_redis"
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # a timer: Redis stays away while the bus retries (logged once)
 
-            redis = start_redis(redis_port)
+            redis = await start_redis(redis_port)
             assert await crosses(a, b, "after"), "messages did not cross processes again"
             for server in (server_a, server_b):
                 assert server.stderr.count("lost Redis") == 1, server.stderr  # logged once
@@ -553,7 +534,7 @@ async def test_redis_stopped_and_started_again(chat_db):
             for ws in (a, a_local, b):
                 ws.close()
     finally:
-        stop_redis(redis)
+        await stop_redis(redis)
 
 
 def test_several_processes_without_redis_warn_once(chat_db):

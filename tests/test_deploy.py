@@ -8,6 +8,7 @@ nginx runs as a private instance (`-p tmpdir -c conf`, its own pid and logs, a f
 port): /etc/nginx and port 80 are never touched. Without /usr/sbin/nginx the tests skip, unless
 STORYHOUSE_REQUIRE_NGINX=1 (set by .ci/run) makes that a failure."""
 
+import asyncio
 import contextlib
 import grp
 import http.client
@@ -28,6 +29,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests import serverproc as sp
+from tests.helpers import cookie_header, multipart, wait_until
 
 NGINX = "/usr/sbin/nginx"
 SITE = os.path.join(sp.PROJECT, "deploy", "nginx-storyhouse.conf")
@@ -118,7 +120,7 @@ def running_nginx(backends, static_dir=os.path.join(sp.PROJECT, "static")):
         start_new_session=True,
     )
     try:
-        if not sp.wait_until(lambda: proc.poll() is not None or not sp.port_is_free(port), 10):
+        if not wait_until(lambda: proc.poll() is not None or not sp.port_is_free(port), 10):
             raise AssertionError("nginx did not listen on %d" % port)
         if proc.poll() is not None:
             raise AssertionError("nginx exited: %s" % proc.stderr.read().decode())
@@ -173,7 +175,7 @@ class Browser(sp.Browser):
         if self.forwarded_for:
             headers["X-Forwarded-For"] = self.forwarded_for
         if self.cookies:
-            headers["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            headers["Cookie"] = cookie_header(self.cookies)
         con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20, source_address=(self.source, 0))
         try:
             con.request(method, path, body=body, headers=headers)
@@ -281,14 +283,6 @@ def test_static_files_are_served_from_a_checkout_only_its_owner_can_read():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def multipart(boundary, filename, data):
-    head = (
-        '--%s\r\nContent-Disposition: form-data; name="files"; filename="%s"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n" % (boundary, filename)
-    ).encode()
-    return head + data + ("\r\n--%s--\r\n" % boundary).encode()
-
-
 def test_upload_and_download_through_nginx(site):
     port = site["port"]
     author = member(port, "dep_up_%s" % uuid.uuid4().hex[:6])
@@ -296,17 +290,9 @@ def test_upload_and_download_through_nginx(site):
     assert r.status == 302, r.text
     story_path = r.headers["Location"]
     data = os.urandom(3 * 1024 * 1024 + 17)  # several of nginx's buffers and the app's chunks
-    boundary = "shdeploy%s" % uuid.uuid4().hex
-    r = author.fetch(
-        "POST",
-        story_path + "/attachments",
-        multipart(boundary, "noise.bin", data),
-        {
-            "Content-Type": "multipart/form-data; boundary=" + boundary,
-            "X-XSRFToken": author.cookies["_xsrf"],
-            "Accept": "application/json",
-        },
-    )
+    ctype, body = multipart([("noise.bin", data)])
+    headers = {"Content-Type": ctype, "X-XSRFToken": author.cookies["_xsrf"], "Accept": "application/json"}
+    r = author.fetch("POST", story_path + "/attachments", body, headers)
     assert r.status == 201, r.text
     items = json.loads(r.body)["items"]
     assert [i["filename"] for i in items] == ["noise.bin"]
@@ -315,19 +301,12 @@ def test_upload_and_download_through_nginx(site):
         got = Browser(port).get(url)
         assert got.status == 200 and got.body == data
     # Without the token nginx passes the refusal through, before the body is stored.
+    ctype, body = multipart([("x.bin", b"x")])
     r = author.fetch(
-        "POST",
-        story_path + "/attachments",
-        multipart(boundary, "x.bin", b"x"),
-        {"Content-Type": "multipart/form-data; boundary=" + boundary, "Accept": "application/json"},
+        "POST", story_path + "/attachments", body, {"Content-Type": ctype, "Accept": "application/json"}
     )
     assert r.status == 403
     # Just over --max_upload_mb: the app's own 413 and sentence (nginx lets it through) ...
-    headers = {
-        "Content-Type": "multipart/form-data; boundary=" + boundary,
-        "X-XSRFToken": author.cookies["_xsrf"],
-        "Accept": "application/json",
-    }
     over_app = author.fetch(
         "POST",
         story_path + "/attachments",
@@ -342,10 +321,6 @@ def test_upload_and_download_through_nginx(site):
     assert over_nginx.status == 413 and "nginx" in over_nginx.text, over_nginx.text
 
 
-def cookie_header(cookies):
-    return "; ".join("%s=%s" % kv for kv in cookies.items())
-
-
 async def joined(port, cookies, source=CLIENT_IP):
     url = "ws://127.0.0.1:%d/chat/ws" % port
     ws = await websocket_connect(HTTPRequest(url, headers={"Cookie": cookie_header(cookies)}))
@@ -357,8 +332,6 @@ async def joined(port, cookies, source=CLIENT_IP):
 async def until_message(ws, body, timeout=WAIT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        import asyncio
-
         raw = await asyncio.wait_for(ws.read_message(), max(0.01, deadline - time.monotonic()))
         assert raw is not None, "socket closed (%s)" % ws.close_code
         frame = json.loads(raw)

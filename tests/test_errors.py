@@ -1,11 +1,12 @@
-"""Error pages (SPEC §4 Errors, §8): the site's HTML template for 400/403/404/405, bodies the server
-refuses, invalid UTF-8, unknown methods, and an access log that keeps query strings out."""
+"""Error pages (SPEC §4 Errors, §8): the site's HTML template for 400/403/404/405, bad paths,
+methods (HEAD answers like GET, unknown ones get the 405 page), bodies the server refuses (a form
+over 1 MB), invalid UTF-8, and an access log that keeps query strings out and long paths short."""
 
 import logging
 
 import pytest
 
-from tests.test_security import XSRF_MESSAGE, assert_error_page, assert_security_headers, count
+from tests.helpers import XSRF_MESSAGE, assert_error_page, assert_security_headers, count
 
 SECRET = "secret-token-4f9c"
 
@@ -20,7 +21,11 @@ ERROR_CASES = {
     "403 xsrf": (_forged_post, 403, XSRF_MESSAGE),
     "404 unknown path": (lambda c: c.get("/no/such/page"), 404, "There is nothing here."),
     "404 unknown story": (lambda c: c.get("/story/999999"), 404, "No story has that id."),
-    "404 story id beyond INT UNSIGNED": (lambda c: c.get("/story/99999999999999999999"), 404, None),
+    "404 story id beyond INT UNSIGNED": (
+        lambda c: c.get("/story/99999999999999999999"),
+        404,
+        "There is nothing here.",
+    ),
     "405 GET on a POST route": (lambda c: c.get("/logout"), 405, "That method is not allowed here."),
 }
 
@@ -28,9 +33,9 @@ ERROR_CASES = {
 @pytest.mark.gen_test
 @pytest.mark.parametrize("case", ERROR_CASES)
 async def test_error_pages_use_the_site_template(client, case):
-    request, status, text = ERROR_CASES[case]
+    request, status, message = ERROR_CASES[case]
     response = await request(client)
-    body = assert_error_page(response, status, text)
+    body = assert_error_page(response, status, message)
     assert "<title>%d " % status in body
     assert_security_headers(response)
 
@@ -64,7 +69,42 @@ async def test_missing_static_file_gets_the_site_404(client):
     assert_error_page(response, 404)
 
 
-# --- methods ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/static/css/site.css%00.png", "/static/%00", "/static/css/%00/x"])
+@pytest.mark.gen_test
+async def test_a_nul_in_a_static_path_is_a_400(client, path, caplog):
+    r = await client.get(path)
+    assert r.code in (400, 404)
+    assert "Traceback" not in caplog.text and "Uncaught" not in caplog.text
+
+
+# --- methods: HEAD wherever GET works, the others a 405 page --------------------------------
+
+
+@pytest.mark.gen_test
+async def test_head_answers_like_get_without_a_body(client):
+    await client.register("alice")
+    story_id = await client.new_story("Head", "Body")
+    for path in ["/", "/?q=head", "/login", "/register", "/story/%d" % story_id, "/account", "/story/new"]:
+        get = await client.get(path)
+        head = await client.fetch(path, "HEAD")
+        assert (head.code, path) == (get.code, path)
+        assert head.body == b""
+        assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert (await client.fetch("/logout", "HEAD")).code == 405  # POST only
+    assert (await client.fetch("/no-such-page", "HEAD")).code == 404
+
+
+@pytest.mark.gen_test
+async def test_head_follows_login_required(client):
+    r = await client.fetch("/story/new", "HEAD")
+    assert r.code == 302 and r.headers["Location"].startswith("/login")
+
+
+@pytest.mark.gen_test
+async def test_healthz_answers_head_for_load_balancers(client):
+    r = await client.fetch("/healthz", method="HEAD")
+    assert r.code == 200 and r.body == b""
+    assert_security_headers(r)
 
 
 @pytest.mark.gen_test
@@ -100,6 +140,19 @@ async def test_options_is_405_page(client):
 # --- bodies and encodings ---------------------------------------------------------------------
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_any_form_over_one_megabyte_gets_413_and_the_server_lives(client, db_settings):
+    await client.get("/register")
+    pad = "a" * (1024 * 1024 + 100)
+    r = await client.post(
+        "/register", {"username": "big", "password": "correct horse", "confirm": "correct horse", "pad": pad}
+    )
+    assert_error_page(r, 413)
+    assert count(db_settings, "users") == 0  # no handler ran
+    ok = await client.register("small")
+    assert ok.code == 302
+
+
 INVALID_UTF8_FORMS = {
     "register username": ("/register", "username=%FF%FE&password=correct+horse&confirm=correct+horse"),
     "login password": ("/login", "username=alice&password=%C3%28abcdefgh"),
@@ -110,15 +163,15 @@ INVALID_UTF8_FORMS = {
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("case", INVALID_UTF8_FORMS)
-async def test_invalid_utf8_in_a_form_field_is_400(app, client, case):
+async def test_invalid_utf8_in_a_form_field_is_400(db_settings, client, case):
     path, body = INVALID_UTF8_FORMS[case]
     await client.register("alice", "correct horse")
     if "_xsrf=" not in body:
         body += "&_xsrf=" + client.xsrf
-    before = await count(app, "stories")
+    before = count(db_settings, "stories")
     response = await client.fetch(path, "POST", body)
     assert_error_page(response, 400)
-    assert await count(app, "stories") == before
+    assert count(db_settings, "stories") == before
 
 
 @pytest.mark.gen_test
@@ -170,3 +223,12 @@ async def test_invalid_utf8_password_is_not_logged(client, caplog):
     response = await client.fetch("/login", "POST", body)
     assert response.code == 400  # true today: the leak is in the log, not the answer
     assert SECRET not in all_log_text(caplog)
+
+
+@pytest.mark.gen_test
+async def test_very_long_paths_are_cut_in_the_access_log(client, caplog):
+    path = "/" + "x" * 20_000
+    await client.get(path + "?q=1")
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "tornado.access"]
+    assert lines and all(len(line) < 400 for line in lines)
+    assert any("[20001 chars]" in line for line in lines)

@@ -13,7 +13,7 @@ import re
 import pytest
 import tornado.locale
 
-from tests.helpers import query, set_cookie
+from tests.helpers import cookie_header, query, set_cookie, text
 from tests.i18n_keys import PROJECT, used_keys
 from views import i18n
 from views.forms import MESSAGES
@@ -35,10 +35,6 @@ def catalogue(code):
             assert row[0] not in rows[kind], "locale/%s.csv: %r twice" % (code, row[0])
             rows[kind][row[0]] = row[1]
     return rows
-
-
-def text(response):
-    return response.body.decode()
 
 
 def html_lang(page):
@@ -442,7 +438,7 @@ async def test_chat_frames_stay_english(http_server, client, base_url):
 
     await client.register("alice", "correct horse")
     client.cookies["lang"] = "zh_CN"
-    cookie = "; ".join("%s=%s" % kv for kv in client.cookies.items())
+    cookie = cookie_header(client.cookies)
     request = HTTPRequest(
         base_url.replace("http://", "ws://") + "/chat/ws",
         headers={"Cookie": cookie, "Accept-Language": "zh-CN"},

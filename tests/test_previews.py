@@ -23,7 +23,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.iostream import StreamClosedError
 
 from models import previews as pv
-from tests.helpers import query
+from tests.helpers import eventually, query
 
 GBK_TITLE = "中文标题：预览"
 
@@ -40,6 +40,7 @@ class Upstream:
         self.active = 0
         self.max_active = 0
         self.huge_sent = 0
+        self.huge_done = False  # the huge page's handler has ended (its client went away)
 
     def count(self, host, path):
         return sum(1 for h, p in self.hits if p == path and (host is None or h == host))
@@ -90,7 +91,7 @@ class SlowHandler(UpstreamHandler):
         for _ in range(100):  # 10 s unless the client gives up first
             if self.request.connection.stream.closed():
                 return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the behaviour under test: a page that takes its time
         self.write("<title>Too late</title>")
 
 
@@ -108,6 +109,8 @@ class HugeHandler(UpstreamHandler):
                 self.upstream.huge_sent += 65536
         except StreamClosedError:
             pass
+        finally:
+            self.upstream.huge_done = True
 
 
 class DeclaredHugeHandler(UpstreamHandler):
@@ -135,7 +138,7 @@ class ConcurrentHandler(UpstreamHandler):
     async def get(self):
         self.upstream.active += 1
         self.upstream.max_active = max(self.upstream.max_active, self.upstream.active)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the behaviour under test: slow answers, so fetches overlap
         self.upstream.active -= 1
         self.write("<title>Concurrent %s</title>" % self.get_query_argument("n"))
 
@@ -263,7 +266,7 @@ async def test_slow_page_times_out_and_the_app_stays_fast(http_server, app, clie
         assert (await client.get("/api/stories")).code == 200
         assert (await client.get("/story/%d" % story_id)).code == 200
         slowest = max(slowest, time.monotonic() - t)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the probes spread over the fetch's wait: a second, not a burst
     assert slowest < 0.5
     await app.models.previews.idle()
     elapsed = time.monotonic() - started
@@ -278,7 +281,7 @@ async def test_huge_page_is_cut_at_the_cap(http_server, app, client, upstream):
     story_id = await publish_links(app, client, upstream.a + "/huge")
     [card] = await cards(client, story_id)
     assert card["title"] == "Huge page"  # the head arrived before the cap
-    await asyncio.sleep(0.2)
+    assert await eventually(lambda: upstream.huge_done)  # the client closed and the upstream saw it
     # Of 40 MB, the client read 576 KB at most and closed; kernel buffers on loopback hold a few MB.
     assert upstream.huge_sent < 8 * 1024 * 1024, upstream.huge_sent
 

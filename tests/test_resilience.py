@@ -23,6 +23,7 @@ import uuid
 import pytest
 
 from tests import serverproc as sp
+from tests.helpers import cookie_header, multipart, wait_until
 from tests.tcp_proxy import TcpProxy
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -132,10 +133,6 @@ def member_with_story(port, name):
     return browser, r.headers["Location"]
 
 
-def cookie_header(browser):
-    return "; ".join("%s=%s" % kv for kv in browser.cookies.items())
-
-
 def assert_no_500(server):
     assert not re.search(r"\b500 (GET|POST|HEAD)\b", server.stderr), server.stderr[-3000:]
     assert "Traceback" not in server.stderr, server.stderr[-3000:]
@@ -151,19 +148,21 @@ def test_database_cut_under_load_gives_503s_then_recovers_without_restart(status
     try:
         with sp.running_server(DB, extra=extra) as (server, port):
             browser, story = member_with_story(port, "cut_%s" % uuid.uuid4().hex[:6])
-            cookie = cookie_header(browser)
+            cookie = cookie_header(browser.cookies)
             # Logged in: every request looks its session up in MySQL (no page cache in the way).
             wrk = Wrk(status_script, port, "/", seconds=7, headers=["Cookie: " + cookie])
             prober = Prober(port, story, {"Cookie": cookie})
             prober.start()
             try:
-                time.sleep(1.5)
+                # Under load, the story answers (the "before" the checks below compare with).
+                assert wait_until(lambda: [s for _, s in prober.seen].count(200) >= 5, 10), prober.seen
                 cut = time.monotonic()
                 proxy.stop()  # the database is gone: live connections closed, new ones refused
-                time.sleep(2.0)
+                time.sleep(2.0)  # the behaviour under test: a 2 s outage
                 restored = time.monotonic()
                 proxy.start()
                 statuses, errors, out = wrk.result()
+                # The checks below look at 5.5 s after the database came back: a window, not a wait.
                 time.sleep(max(0.0, restored + 5.5 - time.monotonic()))
             finally:
                 wrk.kill()
@@ -194,26 +193,24 @@ def test_database_cut_under_load_gives_503s_then_recovers_without_restart(status
 def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script):
     with sp.running_server(DB, extra=["--shutdown_timeout=10"]) as (server, port):
         author, story = member_with_story(port, "term_%s" % uuid.uuid4().hex[:6])
-        data = os.urandom(512 * 1024)
-        boundary = "shresil%s" % uuid.uuid4().hex
-        body = (
-            (
-                '--%s\r\nContent-Disposition: form-data; name="files"; filename="slow.bin"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n" % boundary
-            ).encode()
-            + data
-            + ("\r\n--%s--\r\n" % boundary).encode()
-        )
+        ctype, body = multipart([("slow.bin", os.urandom(512 * 1024))])
         wrk = Wrk(status_script, port, "/login", seconds=4)
         try:
-            time.sleep(1.0)
+            assert wait_until(lambda: server.stderr.count("200 GET /login") >= 20, 10)  # under load
             s = socket.create_connection(("127.0.0.1", port), timeout=20)
             s.sendall(
                 (
                     "POST %s/attachments HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: %s\r\n"
                     "X-XSRFToken: %s\r\nAccept: application/json\r\n"
-                    "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n"
-                    % (story, port, cookie_header(author), author.cookies["_xsrf"], boundary, len(body))
+                    "Content-Type: %s\r\nContent-Length: %d\r\n\r\n"
+                    % (
+                        story,
+                        port,
+                        cookie_header(author.cookies),
+                        author.cookies["_xsrf"],
+                        ctype,
+                        len(body),
+                    )
                 ).encode()
             )
             pieces = [body[i : i + 32 * 1024] for i in range(0, len(body), 32 * 1024)]
@@ -223,7 +220,7 @@ def test_sigterm_under_load_lets_a_slow_upload_finish_then_exits_0(status_script
                 if i == 4:
                     signalled = time.monotonic()
                     server.send(signal.SIGTERM)
-                time.sleep(2.0 / len(pieces))
+                time.sleep(2.0 / len(pieces))  # the behaviour under test: a slow client
             reply = b""
             while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
                 chunk = s.recv(65536)
@@ -261,7 +258,7 @@ def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(status_scrip
     with sp.running_server(DB) as (server, port):
         wrk = Wrk(status_script, port, "/login", seconds=3, connections=8)
         try:
-            time.sleep(1.0)
+            assert wait_until(lambda: server.stderr.count("200 GET /login") >= 20, 10)  # under load
             server.send(signal.SIGTERM)
             assert server.wait(20) == 0
             statuses, errors, out = wrk.result()
@@ -284,15 +281,15 @@ def test_a_child_killed_with_sigkill_is_replaced_and_the_site_keeps_serving(stat
         assert len(children) == 2, children
         wrk = Wrk(status_script, port, "/login", seconds=4)
         try:
-            time.sleep(1.0)
+            assert wait_until(lambda: server.stderr.count("200 GET /login") >= 20, 10)  # under load
             victim = children[0]
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
             # The parent notices, says so, and forks a new child that listens on the same port.
-            assert sp.wait_until(
-                lambda: victim not in server.children() and len(server.children()) == 2, 10
-            ), server.stderr
-            assert sp.wait_until(lambda: len(sp.tcp_sockets(port, "0A")) >= 2, 10)
+            assert wait_until(lambda: victim not in server.children() and len(server.children()) == 2, 10), (
+                server.stderr
+            )
+            assert wait_until(lambda: len(sp.tcp_sockets(port, "0A")) >= 2, 10)
             replaced = time.monotonic()
             statuses, errors, out = wrk.result()
         finally:
@@ -304,7 +301,7 @@ def test_a_child_killed_with_sigkill_is_replaced_and_the_site_keeps_serving(stat
         assert set(statuses) <= {200} and statuses[200] > 100, out
         # Both children answer: many fresh connections, spread by SO_REUSEPORT, all succeed.
         new_child = (set(server.children()) - set(children)).pop()
-        assert sp.wait_until(lambda: "pid %d" % new_child in server.stderr, 10), server.stderr
+        assert wait_until(lambda: "pid %d" % new_child in server.stderr, 10), server.stderr
         results = [sp.get(port, "/healthz").status for _ in range(40)]
         assert results == [200] * 40
         assert_no_500(server)

@@ -1,11 +1,14 @@
-"""server.py as a real process: options, start-up errors, signals, forking, the cookie secret file
-and migrations (SPEC §2 and §8). Every server runs on a free port and a database of its own."""
+"""server.py as a real process: options, start-up errors, connections (the cap, running out of
+descriptors, bodies the server refuses on the wire), signals (a body still arriving at SIGTERM),
+forking, the cookie secret file and migrations (SPEC §2 and §8). Every server runs on a free port
+and a database of its own."""
 
 import concurrent.futures
 import contextlib
 import http.client
 import os
 import re
+import resource
 import signal
 import socket
 import stat
@@ -16,6 +19,7 @@ import pytest
 
 from models import migrate
 from tests import serverproc as sp
+from tests.helpers import wait_until
 
 DB = sp.database_name("proc")  # shared by the tests that do not care about its content
 DB_FRESH = sp.database_name("mig")  # created from nothing by the migration tests
@@ -187,7 +191,7 @@ def start_two_forked_servers_on_one_port():
     args = sp.server_args(port, DB, extra=["--processes=2"])
     a, b = sp.ServerProcess(args), sp.ServerProcess(args)
     try:
-        sp.wait_until(
+        wait_until(
             lambda: (
                 a.proc.poll() is not None or b.proc.poll() is not None or len(sp.tcp_sockets(port, "0A")) > 2
             ),
@@ -200,6 +204,129 @@ def start_two_forked_servers_on_one_port():
     finally:
         a.kill()
         b.kill()
+
+
+# --- connections: the cap, running out of descriptors, bodies refused on the wire -----------
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def idle_connections(port, n):
+    conns = []
+    for _ in range(n):
+        try:
+            conns.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    return conns
+
+
+def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning():
+    # --max_connections far above what the descriptors allow: accept() itself fails with EMFILE.
+    with sp.running_server(DB, extra=["--max_connections=100000"]) as (server, port):
+        limit = open_fds(server.pid) + 20
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        conns = idle_connections(port, 150)  # the kernel's backlog takes what the server cannot
+        try:
+            assert wait_until(lambda: "cannot accept connections" in server.stderr, 5), server.stderr
+            before = cpu_seconds(server.pid)
+            time.sleep(2.0)  # the measurement: the CPU the server uses in 2 s of nothing to accept
+            used = cpu_seconds(server.pid) - before
+            assert used < 0.5, "the server spun: %.2f s of CPU in 2 s" % used
+            log = server.stderr
+            assert log.count("Too many open files") <= 2 and "Traceback" not in log, log[-2000:]
+        finally:
+            for c in conns:
+                c.close()
+        # Descriptors free again: the server takes new connections (after its short pause).
+        assert wait_until(lambda: _healthy(port), 10)
+
+
+def _healthy(port):
+    try:
+        return sp.get(port, "/healthz", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_connections_past_max_connections_are_closed_at_once():
+    with sp.running_server(DB, extra=["--max_connections=20"]) as (server, port):
+
+        def held():  # connections the server holds open
+            return len(sp.tcp_sockets(port, "01") & sp.socket_inodes(server.pid))
+
+        assert wait_until(lambda: held() == 0, 5)  # the start-up probe's connection is closed too
+        conns = idle_connections(port, 20)
+        try:
+            assert wait_until(lambda: held() == 20, 5), held()  # all 20 accepted: the cap is reached
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as extra:
+                    try:
+                        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        answer = extra.recv(100)
+                    except ConnectionResetError:
+                        answer = b""
+                    assert answer == b"", server.stderr  # closed without an answer
+            assert "20 connections open" in server.stderr
+        finally:
+            for c in conns:
+                c.close()
+        assert wait_until(lambda: _healthy(port), 5)
+
+
+def test_the_open_files_limit_is_raised_at_start():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the server inherits
+    try:
+        server_cm = sp.running_server(DB)
+        server, port = server_cm.__enter__()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert resource.prlimit(server.pid, resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        server_cm.__exit__(None, None, None)
+
+
+def test_a_raw_client_reads_the_413_without_a_reset():
+    with sp.running_server(DB) as (server, port):
+        body = b"title=x&body=" + b"a" * (3 * 1024 * 1024)
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(
+            b"POST /story/new HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        s.sendall(body)
+        answer = b""
+        while b"</html>" not in answer:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed before the page: %r" % answer[:200]
+            answer += chunk
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_content_length_that_is_not_ascii_digits_gets_a_400_not_a_traceback():
+    # "²".isdigit() is True but int("²") raises: once a traceback and no answer at all.
+    with sp.running_server(DB) as (server, port):
+        for length in ["\u00b2", "\u00b9", "1\u00b3", "-1", "1e9"]:  # headers are read as latin-1
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(
+                    b"POST /lang HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                    + length.encode("latin-1")
+                    + b"\r\n\r\nab"
+                )
+                answer = s.recv(200)
+            assert answer.startswith(b"HTTP/1.1 400"), (length, answer)
+        assert "Traceback" not in server.stderr
 
 
 # --- signals, single process ------------------------------------------------------------------
@@ -231,11 +358,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0():
         with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
             futures = [pool.submit(register, name) for name in names]
             # The server holds every connection (and the keep-alive one), then handlers run.
-            assert sp.wait_until(lambda: accepted() > len(names), 10)
-            assert sp.wait_until(lambda: "POST /register" in server.stderr, 10)
+            assert wait_until(lambda: accepted() > len(names), 10)
+            assert wait_until(lambda: "POST /register" in server.stderr, 10)
             server.send(signal.SIGTERM)
-            time.sleep(0.2)
             # Draining: the listening socket is closed, /healthz on an open connection says 503.
+            assert wait_until(lambda: not sp.tcp_sockets(port, "0A"), 5)
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
             keep_alive.request("GET", "/healthz")
@@ -279,20 +406,49 @@ def test_sigint_while_waiting_for_mysql_has_no_traceback():
             server.kill()
 
 
+def test_sigterm_waits_for_a_request_whose_body_is_still_arriving():
+    with sp.running_server(DB) as (server, port):
+        browser = sp.Browser(port)
+        browser.get("/login")
+        form = browser.form_body({"theme": "dark", "next": "/"}).encode()
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(
+            b"POST /theme HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Cookie: _xsrf=%s\r\nContent-Length: %d\r\n\r\n" % (browser.cookies["_xsrf"].encode(), len(form))
+        )
+        s.sendall(form[:5])
+
+        def headers_read():  # the server holds the connection and has read all that came
+            return list(sp.unread_bytes(port).values()) == [0] and sp.tcp_sockets(port, "01") <= (
+                sp.socket_inodes(server.pid)
+            )
+
+        assert wait_until(headers_read, 5)
+        server.send(signal.SIGTERM)
+        assert wait_until(lambda: not sp.tcp_sockets(port, "0A"), 5)  # draining: no longer listening
+        time.sleep(1.0)  # the behaviour under test: the rest of the body comes a second into the drain
+        s.sendall(form[5:])
+        response = http.client.HTTPResponse(s)
+        response.begin()
+        assert response.status == 302
+        s.close()
+        assert server.wait(15) == 0
+
+
 # --- forked processes --------------------------------------------------------------------------
 
 
 def stops_without_restart(server, timeout=5):
     """The exit code, or why the server did not stop: fork_processes restarting a child means the
     parent will run on (no need to wait the whole timeout to know it)."""
-    sp.wait_until(lambda: server.proc.poll() is not None or "restarting" in server.stderr, timeout)
+    wait_until(lambda: server.proc.poll() is not None or "restarting" in server.stderr, timeout)
     if "restarting" in server.stderr:
         return "a child was restarted: %s" % server.stderr.splitlines()[-1]
     return server.proc.poll() if server.proc.poll() is not None else "still running"
 
 
 def forked_server_children(server):
-    assert sp.wait_until(lambda: len(server.children()) == 2, 10), server.stderr
+    assert wait_until(lambda: len(server.children()) == 2, 10), server.stderr
     return server.children()
 
 
@@ -322,7 +478,7 @@ def test_forked_processes_each_listen_and_share_the_work():
         assert statuses == [200] * 100
 
         assert stop(server) == 0
-        assert sp.wait_until(lambda: not any(map(sp.is_alive, children)), 5)
+        assert wait_until(lambda: not any(map(sp.is_alive, children)), 5)
         assert_no_traceback(server.stderr)
         assert sp.port_is_free(port)
 
@@ -331,7 +487,7 @@ def test_sigint_to_the_parent_stops_forked_server():
     with sp.running_server(DB, extra=["--processes=2"]) as (server, port):
         children = forked_server_children(server)
         assert stop(server, signal.SIGINT) == 0
-        assert sp.wait_until(lambda: not any(map(sp.is_alive, children)), 5)
+        assert wait_until(lambda: not any(map(sp.is_alive, children)), 5)
         assert_no_traceback(server.stderr)
         assert "restarting" not in server.stderr
 
@@ -352,10 +508,10 @@ def test_children_do_not_outlive_a_killed_parent():
         children = forked_server_children(server)
         server.send(signal.SIGKILL)
         server.wait(5)
-        assert sp.wait_until(lambda: not any(map(sp.is_alive, children)), 5), (
+        assert wait_until(lambda: not any(map(sp.is_alive, children)), 5), (
             "children %s still run after their parent was killed" % children
         )
-        assert sp.wait_until(lambda: sp.port_is_free(port), 2)
+        assert wait_until(lambda: sp.port_is_free(port), 2)
 
 
 def test_sigterm_while_children_start_still_stops_the_server():
@@ -366,7 +522,7 @@ def test_sigterm_while_children_start_still_stops_the_server():
 def sigterm_while_children_start():
     server = sp.ServerProcess(sp.server_args(sp.free_port(), DB, extra=["--processes=2"]))
     try:
-        assert sp.wait_until(lambda: len(server.children()) == 2, 10, interval=0.005), server.stderr
+        assert wait_until(lambda: len(server.children()) == 2, 10, interval=0.005), server.stderr
         server.send(signal.SIGTERM)
         assert stops_without_restart(server) == 0, server.stderr
     finally:

@@ -1,14 +1,32 @@
 """Stories over real HTTP and a real MariaDB: create (POST/redirect/GET), the story page, form
-validation, Markdown safety, edit/delete for the owner only, and the 404/301 routes."""
+validation (a form over 1 MB included), Markdown safety and its render bound, publishing (double
+submits, the hourly limit, the member's row lock), edit/delete for the owner only, and the 404/301
+routes."""
 
+import asyncio
 import datetime
 import html.parser
 import re
+import time
 
 import pytest
+from tornado import gen
 from tornado.escape import xhtml_escape
 
-from tests.helpers import query
+from models import markdown
+from models.stories import AlreadyPublished
+from tests.helpers import (
+    XSRF_MESSAGE,
+    assert_error_page,
+    assert_security_headers,
+    count,
+    eventually,
+    field_error,
+    input_value,
+    query,
+    raw_connection,
+    text,
+)
 from views.forms import MESSAGES
 
 NOT_ALLOWED = "You are not allowed to do that."
@@ -23,25 +41,6 @@ NO_STORY = "No story has that id."
 def stored(db_settings, story_id):
     rows = query(db_settings, "SELECT * FROM stories WHERE id = %s", (story_id,))
     return rows[0] if rows else None
-
-
-def story_count(db_settings):
-    return query(db_settings, "SELECT COUNT(*) AS n FROM stories")[0]["n"]
-
-
-def text(response):
-    return response.body.decode("utf-8")
-
-
-def field_error(page, field):
-    """The message shown next to a field, or None."""
-    m = re.search(r'<small id="error-%s" class="field-error">(.*?)</small>' % field, page, re.S)
-    return m and m.group(1)
-
-
-def input_value(page, name):
-    m = re.search(r'<input id="field-%s"[^>]* value="([^"]*)"' % name, page)
-    return m and m.group(1)
 
 
 def textarea_value(page, name):
@@ -72,22 +71,6 @@ async def published_html(client, title, body):
     await client.register("alice")
     story_id = await client.new_story(title, body)
     return story_body_html(text(await client.get("/story/%d" % story_id)))
-
-
-async def member(make_client, name):
-    c = make_client()
-    r = await c.register(name, "correct horse")
-    assert r.code == 302, r.body
-    return c
-
-
-def assert_error_page(response, status, message):
-    assert response.code == status
-    assert response.headers["Content-Type"].startswith("text/html")
-    page = text(response)
-    assert "<h1>%d · " % status in page, page
-    assert "<p>%s</p>" % xhtml_escape(message) in page
-    assert "Traceback" not in page
 
 
 # --- create and read ---------------------------------------------------------------------------
@@ -151,7 +134,7 @@ async def test_author_name_comes_from_the_users_table(client, db_settings, make_
 
 
 @pytest.mark.gen_test
-async def test_story_is_public_and_only_the_owner_sees_edit(client, make_client):
+async def test_story_is_public_and_only_the_owner_sees_edit(client, make_client, member):
     await client.register("alice")
     story_id = await client.new_story()
     edit_link = '<a href="/story/%d/edit"' % story_id
@@ -159,7 +142,7 @@ async def test_story_is_public_and_only_the_owner_sees_edit(client, make_client)
     anonymous = make_client()
     r = await anonymous.get("/story/%d" % story_id)
     assert r.code == 200 and edit_link not in text(r)
-    bob = await member(make_client, "bob")
+    bob = await member("bob")
     r = await bob.get("/story/%d" % story_id)
     assert r.code == 200 and edit_link not in text(r)
 
@@ -170,7 +153,7 @@ async def test_new_story_needs_login(client, db_settings):
     assert r.code == 302 and r.headers["Location"] == "/login?next=%2Fstory%2Fnew"
     r = await client.post("/story/new", {"title": "T", "body": "B"})
     assert_error_page(r, 403, NOT_ALLOWED)
-    assert story_count(db_settings) == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.mark.gen_test
@@ -219,7 +202,7 @@ async def test_rejected_story_input(client, db_settings, case, title, body, fiel
     assert textarea_value(page, "body") == xhtml_escape(body)
     assert "<i>" not in page and "<b>" not in page
     assert '<form method="post" action="/story/new">' in page
-    assert story_count(db_settings) == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.mark.parametrize("data", [{"title": "", "body": ""}, {}], ids=["both-empty", "both-missing"])
@@ -231,7 +214,7 @@ async def test_both_fields_wrong_show_both_messages(client, db_settings, data):
     page = text(r)
     assert field_error(page, "title") == MESSAGES["title_empty"]
     assert field_error(page, "body") == MESSAGES["body_empty"]
-    assert story_count(db_settings) == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.mark.gen_test
@@ -242,7 +225,18 @@ async def test_invalid_utf8_is_a_400_not_a_500(client, db_settings):
     body = "title=%FF%FE&body=ok&_xsrf=" + client.xsrf
     r = await client.fetch("/story/new", "POST", body)
     assert_error_page(r, 400, "The request could not be understood.")
-    assert story_count(db_settings) == 0
+    assert count(db_settings, "stories") == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_story_over_one_megabyte_gets_the_413_page_with_the_forms_message(client, db_settings):
+    await client.register("alice")
+    body = "中" * 120_000  # 360 KB of UTF-8, 1.08 MB once form-encoded
+    r = await client.post("/story/new", {"title": "Big", "body": body})
+    assert_error_page(r, 413, MESSAGES["form_too_large"])  # the site's page
+    assert_security_headers(r)
+    assert count(db_settings, "stories") == 0
+    assert (await client.get("/")).code == 200  # the session survives: nothing was lost
 
 
 SQL_TITLE = 'It\'s "quoted" \\ 100% a_b -- ; DROP TABLE stories; --'
@@ -402,6 +396,116 @@ async def test_link_attributes_cannot_be_broken_out_of(client):
     assert found[2][1]["alt"] == 'a" onerror="alert(2)'
 
 
+@pytest.mark.parametrize(
+    "source,href",
+    [
+        ("[other](/story/1)", "/story/1"),
+        ("[top](#top)", "#top"),
+        ("[q](/?q=a)", "/?q=a"),
+        ("[evil](//evil.example)", "#"),
+        ("[evil](/\\evil.example)", "#"),
+        ("[evil](/%2F/evil.example)", "#"),
+        ("[evil](javascript:alert(1))", "#"),
+    ],
+)
+def test_same_site_relative_links_are_kept(source, href):
+    assert 'href="%s"' % href.replace("&", "&amp;") in markdown.render(source)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_body_too_slow_to_render_is_refused_quickly(client, db_settings):
+    await client.register("alice")
+    started = time.monotonic()
+    r = await client.post("/story/new", {"title": "Stars", "body": "*_" * 50_000})  # 1 s of mistune before
+    assert r.code == 400
+    assert time.monotonic() - started < 0.5
+    assert "too much formatting" in text(r)
+    assert count(db_settings, "stories") == 0
+
+
+def test_the_markup_bound_keeps_renders_short():
+    for pattern in ["*_", "a*b_", "[a](", "*a", "<", "~~a", "!["]:
+        body = pattern * (markdown.MARKUP_MAX // max(1, sum(c in "*_[]<~" for c in pattern)))
+        started = time.thread_time()  # CPU time of this thread: other programs' load does not count
+        markdown.render(body)
+        assert time.thread_time() - started < 0.3, pattern
+
+
+# --- publishing: double submits, the hourly limit, the member's row lock --------------------
+
+
+@pytest.mark.gen_test
+async def test_the_same_story_twice_is_published_once(client, db_settings):
+    await client.register("alice")
+    first = await client.post("/story/new", {"title": "Twice", "body": "Same body."})
+    second = await client.post("/story/new", {"title": "Twice", "body": "Same body."})
+    assert first.code == second.code == 302
+    assert second.headers["Location"] == first.headers["Location"]
+    page = await client.get(second.headers["Location"])
+    assert "This story was already published." in text(page)
+    assert count(db_settings, "stories") == 1
+    other = await client.post("/story/new", {"title": "Twice", "body": "Another body."})
+    assert other.code == 302 and other.headers["Location"] != first.headers["Location"]
+
+
+@pytest.mark.gen_test
+async def test_a_double_click_in_parallel_publishes_once(client, db_settings):
+    await client.register("alice")
+    responses = await gen.multi(
+        [client.post("/story/new", {"title": "Click", "body": "Body."}) for _ in range(4)]
+    )
+    assert {r.code for r in responses} == {302}
+    assert len({r.headers["Location"] for r in responses}) == 1
+    assert count(db_settings, "stories") == 1
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("app_settings", [{"stories_per_hour": 3}], indirect=True)
+async def test_stories_per_hour_are_limited_with_retry_after(client, db_settings):
+    await client.register("alice")
+    for i in range(3):
+        await client.new_story("Story %d" % i, "Body %d" % i)
+    r = await client.post("/story/new", {"title": "One more", "body": "Kept body"})
+    assert r.code == 429
+    assert 0 < int(r.headers["Retry-After"]) <= 3600
+    page = text(r)
+    assert "You have published 3 stories in the last hour." in page
+    assert 'value="One more"' in page and "Kept body" in page  # nothing the member typed is lost
+    assert count(db_settings, "stories") == 3
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_publishing_waits_for_the_members_row_lock(app, db_settings):
+    # Two posts of one member are serialised on the member's row: while another transaction holds
+    # it, create() waits, then sees what that transaction committed (so the guard cannot be raced).
+    query(db_settings, "INSERT INTO users (username, password_hash) VALUES ('locker', 'x')")
+    user_id = query(db_settings, "SELECT id FROM users WHERE username = 'locker'")[0]["id"]
+    other = raw_connection(db_settings, db_settings["database"])
+    try:
+        with other.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            task = asyncio.ensure_future(app.models.stories.create(user_id, "Same", "Same body."))
+            # create() waits on the lock: its statement stays in the process list (a text, not run)
+            locking = "SELECT id FROM users WHERE id = %d FOR UPDATE" % user_id  # noqa: S608
+            assert await eventually(
+                lambda: count(db_settings, "information_schema.processlist", "info = %s", (locking,))
+            )
+            assert not task.done()  # waiting for the lock
+            cur.execute(
+                "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text)"
+                " VALUES (%s, 'Same', 'Same body.', '', '', '')",
+                (user_id,),
+            )
+            first = cur.lastrowid
+            cur.execute("COMMIT")
+        with pytest.raises(AlreadyPublished) as caught:
+            await task
+        assert caught.value.story_id == first
+    finally:
+        other.close()
+
+
 # --- edit and delete ---------------------------------------------------------------------------
 
 
@@ -435,7 +539,7 @@ async def test_owner_edits_a_story(client, db_settings):
     assert '<p class="flash" role="status">Story saved.</p>' in page
     assert "<h1>New title</h1>" in page and "<em>body</em>" in page
     assert "· edited" in page
-    assert story_count(db_settings) == 1
+    assert count(db_settings, "stories") == 1
 
 
 EDIT_REJECTED = [
@@ -477,11 +581,11 @@ async def test_owner_deletes_a_story(client, db_settings):
 
 
 @pytest.mark.gen_test
-async def test_another_member_gets_403_and_nothing_changes(client, db_settings, make_client):
+async def test_another_member_gets_403_and_nothing_changes(client, db_settings, member):
     await client.register("alice")
     story_id = await client.new_story("Alice's", "Mine")
     before = stored(db_settings, story_id)
-    bob = await member(make_client, "bob")
+    bob = await member("bob")
 
     assert_error_page(await bob.get("/story/%d/edit" % story_id), 403, NOT_YOURS)
     assert_error_page(
@@ -508,7 +612,7 @@ async def test_anonymous_cannot_edit_or_delete(client, db_settings, make_client)
     )
     # Without one: refused by the XSRF check.
     r = await anon.post("/story/%d/delete" % story_id, xsrf=False)
-    assert r.code == 403 and "This form has expired" in text(r)
+    assert_error_page(r, 403, XSRF_MESSAGE)
     assert stored(db_settings, story_id) == before
 
 
@@ -599,7 +703,7 @@ async def test_a_body_that_expands_past_1_mb_is_refused_with_its_message(client,
     r = await client.post("/story/new", {"title": "Links", "body": body})
     assert r.code == 400
     assert field_error(text(r), "body") == MESSAGES["body_expands"]
-    assert story_count(db_settings) == 0
+    assert count(db_settings, "stories") == 0
 
 
 @pytest.mark.gen_test

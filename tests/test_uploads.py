@@ -10,7 +10,6 @@ import re
 import resource
 import socket
 import time
-import uuid
 
 import puremagic
 import pytest
@@ -18,25 +17,13 @@ import pytest
 from models.filenames import SNIFF_BYTES, clean_filename, content_disposition, human_size, sniff_type
 from serving.housekeeping import housekeeping
 from tests import serverproc as sp
-from tests.helpers import query
+from tests.helpers import PNG, binary, cookie_header, eventually, multipart, query, upload, wait_until
 
 LIMIT_MB = 1
 LIMIT = LIMIT_MB * 1024 * 1024
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
-    b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
-    b"\xaeB`\x82"
-)
 HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 STORED_NAME = re.compile(r"[0-9a-f]{32}")
-
-
-def binary(size):
-    """`size` bytes that look random but are the same on every run (SHAKE-256 of a fixed seed) and
-    match no content-type signature (checked below), so they are always application/octet-stream:
-    random bytes start like JSON or another type about once in 200 runs."""
-    return hashlib.shake_256(b"storyhouse").digest(size)
 
 
 @pytest.fixture
@@ -48,41 +35,6 @@ def upload_dir(tmp_path):
 def app_settings(upload_dir, request):
     """The app on a fresh upload_dir with a 1 MB limit (a test may override with indirect=True)."""
     return dict({"upload_dir": upload_dir, "max_upload_mb": LIMIT_MB}, **getattr(request, "param", {}))
-
-
-def multipart(files, field="files", extra=()):
-    """(content type, body) for files [(filename, bytes)] (filename may be str or raw bytes)."""
-    boundary = "----storyhouse" + uuid.uuid4().hex
-    out = []
-    for name, value in extra:
-        out.append(('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n' % (boundary, name)).encode())
-        out.append(value.encode() + b"\r\n")
-    for filename, data in files:
-        raw = filename if isinstance(filename, bytes) else filename.encode("utf-8")
-        raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-        out.append(
-            b'--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n" % (boundary.encode(), field.encode(), raw)
-        )
-        out.append(data + b"\r\n")
-    out.append(("--%s--\r\n" % boundary).encode())
-    return "multipart/form-data; boundary=" + boundary, b"".join(out)
-
-
-async def upload(client, story_id, files, json=True, xsrf="header", headers=None):
-    ctype, body = multipart(files)
-    if not client.xsrf:
-        await client.get("/login")
-    h = {"Content-Type": ctype}
-    path = "/story/%d/attachments" % story_id
-    if json:
-        h["Accept"] = "application/json"
-    if xsrf == "header":
-        h["X-XSRFToken"] = client.xsrf
-    elif xsrf == "query":
-        path += "?_xsrf=" + client.xsrf
-    h.update(headers or {})
-    return await client.fetch(path, "POST", body, headers=h, request_timeout=30)
 
 
 async def author(client, name="alice"):
@@ -100,24 +52,6 @@ def stored_files(upload_dir):
 
 def rows(db_settings):
     return query(db_settings, "SELECT * FROM attachments ORDER BY id")
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-async def eventually(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 # --- raw HTTP for what a polite client never does ----------------------------------------
@@ -159,8 +93,7 @@ class Raw:
 
 def request_head(client, story_id, headers):
     lines = ["POST /story/%d/attachments HTTP/1.1" % story_id, "Host: 127.0.0.1"]
-    cookies = "; ".join("%s=%s" % kv for kv in client.cookies.items())
-    lines += ["Cookie: " + cookies, "X-XSRFToken: " + client.xsrf]
+    lines += ["Cookie: " + cookie_header(client.cookies), "X-XSRFToken: " + client.xsrf]
     lines += ["%s: %s" % kv for kv in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -670,7 +603,7 @@ def test_a_failing_write_answers_clearly_and_keeps_nothing(tmp_path):
         )
         assert response.status == 507, response.text
         assert "no room for this file" in response.text
-        assert wait_for(lambda: stored_files(upload_dir) == [])
+        assert wait_until(lambda: stored_files(upload_dir) == [])
         con = sp.mysql_connection(database)
         try:
             with con.cursor() as cur:
