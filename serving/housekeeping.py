@@ -1,5 +1,5 @@
 """Once an hour in every process: expired sessions, old login failures and registration records,
-and upload files a crash left behind (tests/test_account.py, tests/test_uploads.py)."""
+and upload files a crash left behind (tests/test_database.py, tests/test_uploads.py)."""
 
 import logging
 

@@ -30,7 +30,7 @@ class Signals:
     """One handler, installed first thing. In the forking parent it forwards the signal to the
     children. In a serving process it asks serve() to drain, once: a second copy (Ctrl-C reaches
     the whole process group, then the parent forwards it) is ignored, so no child dies by a
-    signal and fork_processes never restarts one. Before anything serves: exit 0 quietly."""
+    signal and fork_processes never restarts one. Before anything serves: exit 0 at once."""
 
     forking_parent = None  # pid of the parent once it forks
     on_stop = None  # set by wait_for_stop()
@@ -50,7 +50,10 @@ class Signals:
                 except ProcessLookupError:
                     pass
         elif cls.on_stop is None:
-            raise SystemExit(0)
+            # Nothing serves yet, so nothing to drain. Not SystemExit: raised while the process
+            # imports a module (a child building its Application), the import machinery drops it
+            # and the process would serve on.
+            os._exit(0)
         elif not cls.stopping:
             cls.stopping = True
             cls.on_stop()

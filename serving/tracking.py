@@ -1,6 +1,7 @@
 """Every routed request, from its headers to its answer: counted in flight (the graceful stop
 waits for it), its form body bounded, and logged without its query string.
-(tests/test_resilience.py, tests/test_stories.py: a body still arriving at SIGTERM, a form over 1 MB.)"""
+(tests/test_server.py and tests/test_resilience.py: a body still arriving at SIGTERM;
+tests/test_request_limits.py, tests/test_stories.py, tests/test_errors.py: bodies over 1 MB.)"""
 
 import logging
 

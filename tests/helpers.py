@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import http.cookies
 import inspect
+import os
 import re
 import time
 import urllib.parse
@@ -248,3 +249,17 @@ async def eventually(condition, timeout=5.0, interval=0.02):
         if value or time.monotonic() >= deadline:
             return value
         await asyncio.sleep(interval)
+
+
+async def author(client, name="alice"):
+    """Register `name` and publish a story: its id (the uploads' owner)."""
+    assert (await client.register(name)).code == 302
+    return await client.new_story()
+
+
+def stored_files(upload_dir):
+    """Every file under upload_dir (temporary ones included), relative paths."""
+    found = []
+    for dirpath, _, names in os.walk(upload_dir):
+        found += [os.path.relpath(os.path.join(dirpath, n), upload_dir) for n in names]
+    return sorted(found)

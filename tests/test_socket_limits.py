@@ -3,7 +3,6 @@ caps, refused at the handshake with a 429, places given back when a socket close
 of the connections that sockets can never take, so /healthz answers whatever the sockets do."""
 
 import asyncio
-import contextlib
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ import tornado.websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from tests import serverproc as sp
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -34,36 +34,27 @@ async def refused(base_url, cookies):
     return caught.value.code
 
 
-async def member(make_client, name):
-    c = make_client()
-    assert (await c.register(name)).code == 302
-    return c
-
-
 @pytest.mark.gen_test(timeout=30)
-async def test_a_member_holds_at_most_their_share_of_sockets(base_url, make_client, app):
-    alice = await member(make_client, "alice")
+async def test_a_member_holds_at_most_their_share_of_sockets(base_url, member, app):
+    alice = await member("alice")
     sockets = [await open_socket(base_url, alice.cookies) for _ in range(3)]
     assert await refused(base_url, alice.cookies) == 429
-    bob = await member(make_client, "bob")
+    bob = await member("bob")
     sockets.append(await open_socket(base_url, bob.cookies))  # someone else still gets in
     sockets.pop(0).close()
-    for _ in range(100):  # the place comes back once the server has seen the close
-        if app.websockets.by_member[1] < 3:
-            break
-        await asyncio.sleep(0.02)
+    assert await eventually(lambda: app.websockets.by_member[1] < 3)  # once the server saw the close
     sockets.append(await open_socket(base_url, alice.cookies))
     for ws in sockets:
         ws.close()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_one_address_holds_at_most_its_share(base_url, make_client):
+async def test_one_address_holds_at_most_its_share(base_url, member):
     sockets = []
     for name in ("ann", "ben"):
-        c = await member(make_client, name)
+        c = await member(name)
         sockets += [await open_socket(base_url, c.cookies) for _ in range(2)]
-    cyd = await member(make_client, "cyd")
+    cyd = await member("cyd")
     sockets.append(await open_socket(base_url, cyd.cookies))  # 5: the address's share
     assert await refused(base_url, cyd.cookies) == 429
     for ws in sockets:
@@ -101,6 +92,4 @@ def test_sockets_never_take_the_connections_kept_for_http():
         finally:
             for ws in opened:
                 ws.close()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.sleep(0.1))
             loop.close()

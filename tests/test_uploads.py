@@ -17,7 +17,18 @@ import pytest
 from models.filenames import SNIFF_BYTES, clean_filename, content_disposition, human_size, sniff_type
 from serving.housekeeping import housekeeping
 from tests import serverproc as sp
-from tests.helpers import PNG, binary, cookie_header, eventually, multipart, query, upload, wait_until
+from tests.helpers import (
+    PNG,
+    author,
+    binary,
+    cookie_header,
+    eventually,
+    multipart,
+    query,
+    stored_files,
+    upload,
+    wait_until,
+)
 
 LIMIT_MB = 1
 LIMIT = LIMIT_MB * 1024 * 1024
@@ -35,19 +46,6 @@ def upload_dir(tmp_path):
 def app_settings(upload_dir, request):
     """The app on a fresh upload_dir with a 1 MB limit (a test may override with indirect=True)."""
     return dict({"upload_dir": upload_dir, "max_upload_mb": LIMIT_MB}, **getattr(request, "param", {}))
-
-
-async def author(client, name="alice"):
-    assert (await client.register(name)).code == 302
-    return await client.new_story()
-
-
-def stored_files(upload_dir):
-    """Every file under upload_dir (temporary ones included), relative paths."""
-    found = []
-    for dirpath, _, names in os.walk(upload_dir):
-        found += [os.path.relpath(os.path.join(dirpath, n), upload_dir) for n in names]
-    return sorted(found)
 
 
 def rows(db_settings):

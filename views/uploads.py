@@ -24,7 +24,6 @@ from views.stories import StoryLookup
 READ_CHUNK = 1024 * 1024  # see serving.tornado_internals.read_in_large_chunks()
 ENVELOPE_BYTES = 64 * 1024  # part headers and non-file parts on top of the files themselves
 EXTRA_PARTS = 8  # parts besides the files a form may send (_xsrf, a submit button, ...)
-SMALL_REMAINDER = 256 * 1024  # a refused body this small is read before the answer: no reset
 FIELD = "files"
 
 
@@ -53,7 +52,6 @@ class UploadHandler(StoryLookup, PageHandler):
     xsrf_message = "This page has expired or came from another site. Reload it and try again."
     upload = None
     restore_chunk_size = None
-    deferred = None  # a refusal answered once its small body has been read
 
     def initialize(self, stories, attachments):
         self.stories = stories
@@ -73,16 +71,6 @@ class UploadHandler(StoryLookup, PageHandler):
     async def prepare(self):
         # Tornado has already checked the XSRF token (header or query argument) and the Origin.
         await super().prepare()
-        try:
-            await self.admit()
-        except Refusal as refusal:
-            length = whole_number(self.request.headers.get("Content-Length", ""))
-            if length is None or length > SMALL_REMAINDER:
-                raise  # answered now, and the connection closes (Connection: close says so)
-            self.deferred = refusal  # read the rest first: the client sees the answer, not a reset
-
-    async def admit(self):
-        """Refuse the request (a Refusal) or get ready for its body."""
         if not self.current_user:
             raise Refusal(403, "Log in to attach files.")
         self.story = await self.find_story(self.path_args[0], check_owner=True)
@@ -170,7 +158,7 @@ class UploadHandler(StoryLookup, PageHandler):
     # --- the body -----------------------------------------------------------------------------
 
     async def data_received(self, chunk):
-        if self.answered or self.deferred or self.upload is None or self.upload.closed:
+        if self.answered or self.upload is None or self.upload.closed:
             return
         self.body_bytes += len(chunk)
         try:
@@ -200,8 +188,6 @@ class UploadHandler(StoryLookup, PageHandler):
 
     async def post(self, story_id):
         self.body_done = True
-        if self.deferred:
-            raise self.deferred
         self.parser.finalize()
         if not self.complete:
             return await self.fail(Refusal(400, "The upload was incomplete."))
@@ -240,8 +226,9 @@ class UploadHandler(StoryLookup, PageHandler):
         headers = self.request.headers
         has_body = headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
         if has_body and not self.body_done:
-            # The rest of the body will not be read: Tornado closes the connection after this
-            # answer, and a client about to reuse it should know.
+            # Refused before its body is read (so a client that waits, or sends Expect:
+            # 100-continue, need not send it): Tornado closes the connection after this answer,
+            # and a client about to reuse it should know.
             self.set_header("Connection", "close")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 413 and not isinstance(exc, Refusal):
