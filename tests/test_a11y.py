@@ -38,13 +38,21 @@ def tool_or_skip(path, what):
 @pytest.fixture(scope="module")
 def a11y_site(tmp_path_factory):
     """A fresh server with one member and no stories yet: (base URL, ids, fill), where fill()
-    adds tests/content.py's stories, files and cards to ids."""
+    adds tests/content.py's stories, files and cards to ids (the first call only)."""
     upload_dir = str(tmp_path_factory.mktemp("a11y-uploads"))
     sp.drop_databases(DB)
     try:
-        with sp.running_server(DB, extra=["--upload_dir=" + upload_dir]) as (_server, port):
+        # No page cache: a date set in the database shows on the next page (the times test).
+        extra = ["--upload_dir=" + upload_dir, "--page_cache_seconds=0"]
+        with sp.running_server(DB, extra=extra) as (_server, port):
             ids = {"early": content.member(port, "early_bird")}  # a member who sees the empty index
-            yield "http://127.0.0.1:%d" % port, ids, lambda: ids.update(content.seed(port, DB))
+
+            def fill():  # once: the visits of the empty site come first
+                if "writer" not in ids:
+                    ids.update(content.seed(port, DB))
+                    ids["port"] = port
+
+            yield "http://127.0.0.1:%d" % port, ids, fill
     finally:
         sp.drop_databases(DB)
 
@@ -239,3 +247,196 @@ def test_the_nu_html_checker_finds_no_errors(checked):
     report = json.loads(done.stderr or done.stdout)
     errors = [m for m in report["messages"] if m["type"] in ("error", "non-document-error")]
     assert not errors, json.dumps(errors[:20], indent=1, ensure_ascii=False)
+
+
+# --- what the tools do not check: focus, the skip link, one header row, the theme toggle, times ---
+
+
+def browse(work, **context_options):
+    """Run `await work(page)` in a fresh Chromium page (async Playwright, its own event loop)."""
+    from playwright.async_api import async_playwright
+
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail("Debian's Chromium (%s) is not installed: scripts/test installs it as root." % CHROMIUM)
+
+    async def run():
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = await browser.new_context(**context_options)
+                context.set_default_timeout(10000)
+                return await work(await context.new_page())
+            finally:
+                await browser.close()
+
+    return asyncio.run(run())
+
+
+def contrast(rgb1, rgb2):
+    """WCAG contrast ratio of two 'rgb(r, g, b)' strings."""
+
+    def luminance(rgb):
+        channels = [int(c) / 255 for c in re.findall(r"[\d.]+", rgb)[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    high, low = sorted((luminance(rgb1), luminance(rgb2)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+FOCUSED = """() => {
+  const el = document.activeElement, style = getComputedStyle(el);
+  // The ring is drawn outside the element (outline-offset >= 0): what is behind it is the parent's.
+  let back = el.parentElement, bg = 'rgba(0, 0, 0, 0)';
+  while (back && (bg = getComputedStyle(back).backgroundColor).endsWith(', 0)')) back = back.parentElement;
+  if (!back) bg = getComputedStyle(document.documentElement).backgroundColor;
+  const box = el.getBoundingClientRect();
+  return {tag: el.tagName, text: (el.textContent || '').trim().slice(0, 30), outline: style.outlineStyle,
+          width: parseFloat(style.outlineWidth), color: style.outlineColor, bg: bg, top: box.top, id: el.id};
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_keyboard_focus_is_visible_with_3_to_1_contrast_and_a_skip_link_comes_first(a11y_site, theme):
+    base, ids, fill = a11y_site
+    fill()
+
+    async def work(page):
+        await page.goto(base + "/story/%d" % ids["rich"])
+        seen = []
+        for _ in range(14):
+            await page.keyboard.press("Tab")
+            seen.append(await page.evaluate(FOCUSED))
+        await page.goto(base + "/")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        after_skip = await page.evaluate("document.activeElement.id")
+        return seen, after_skip
+
+    seen, after_skip = browse(work, color_scheme=theme, viewport=DESKTOP)
+    assert seen[0]["text"] == "Skip to the content" and seen[0]["top"] >= 0  # shown when focused
+    assert after_skip == "main"
+    for focused in seen:
+        assert focused["outline"] == "solid" and focused["width"] >= 2, focused
+        assert contrast(focused["color"], focused["bg"]) >= 3, focused
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("who", [None, "writer"])
+def test_the_phone_header_is_one_row(a11y_site, lang, who):
+    base, ids, fill = a11y_site
+    fill()
+
+    async def work(page):
+        cookies = dict(ids[who].cookies if who else {}, lang="zh_CN" if lang == "zh" else "en_US")
+        await page.context.add_cookies([{"name": k, "value": v, "url": base} for k, v in cookies.items()])
+        await page.goto(base + "/")
+        header = await page.locator("header.site-header").bounding_box()
+        items = await page.evaluate(
+            "() => [...document.querySelectorAll('.site-nav > a, .nav-actions > li')]"
+            ".filter(e => e.offsetParent).map(e => { const b = e.getBoundingClientRect(); return b.top + b.height / 2; })"
+        )
+        await page.locator("#site-menu summary").click()
+        menu = await page.locator(".menu-panel").inner_text()
+        return header, items, menu
+
+    header, centres, menu = browse(work, viewport=PHONE, is_mobile=True, has_touch=True)
+    assert header["height"] <= 64, header
+    assert len(centres) == 3 and max(centres) - min(centres) <= 4, centres  # name, main action, menu
+    want = {"en": ["Language", "Theme"], "zh": ["语言", "主题"]}[lang]
+    want += (
+        {"en": ["Chat", "Your account", "Log out"], "zh": ["聊天", "你的账号", "退出"]}[lang] if who else []
+    )
+    for word in want:
+        assert word in menu, (word, menu)
+
+
+def test_the_theme_toggles_in_one_click_without_javascript(a11y_site):
+    base, _ids, _fill = a11y_site
+
+    async def work(page):
+        seen = []
+
+        async def click(name):
+            await page.locator("#site-menu summary").click()
+            async with page.expect_navigation():
+                await page.locator("#site-menu").get_by_role("button", name=name, exact=True).click()
+            seen.append(await page.evaluate("document.documentElement.dataset.theme || 'auto'"))
+
+        await page.goto(base + "/login")
+        await click("Dark theme")
+        await click("Light theme")
+        await click("Auto")
+        await page.emulate_media(color_scheme="dark")
+        await page.locator("#site-menu summary").click()
+        flips = [
+            await b.inner_text()
+            for b in await page.locator(".theme-form button").all()
+            if await b.is_visible()
+        ]
+        return seen, page.url, flips
+
+    seen, url, flips = browse(work, java_script_enabled=False, color_scheme="light")
+    assert seen == ["dark", "light", "auto"] and url == base + "/login"
+    assert [f.strip() for f in flips] == ["Light theme", "Auto"]  # in Auto on a dark system: flip to light
+
+
+def test_times_in_the_readers_zone_and_utc_without_javascript(a11y_site):
+    base, ids, fill = a11y_site
+    fill()
+    writer = ids["writer"]
+    r = writer.post("/story/new", {"title": "Written before midnight UTC", "body": "Late."})
+    story = r.headers["Location"]
+    con = sp.mysql_connection(DB)
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "UPDATE stories SET created_at = '2026-01-10 20:30:00', updated_at = '2026-01-10 20:30:00'"
+                " WHERE id = %s",
+                (int(story.rsplit("/", 1)[1]),),
+            )
+        con.commit()
+    finally:
+        con.close()
+
+    def reader(lang, script=True):
+        async def work(page):
+            await page.context.add_cookies([{"name": "lang", "value": lang, "url": base}])
+            await page.goto(base + story)
+            byline = await page.locator(".byline time").first.inner_text()
+            title = await page.locator(".byline time").first.get_attribute("title")
+            await page.goto(base + "/story/%d" % ids["rich"])
+            recent = await page.locator(".byline time").first.inner_text()
+            await page.goto(base + "/")
+            card = await page.locator(".story-card time").first.inner_text()
+            return byline, title, recent, card
+
+        return browse(work, timezone_id="Asia/Shanghai", java_script_enabled=script)
+
+    byline, title, recent, card = reader("en_US")
+    assert byline == "Jan 11, 2026, 04:30 AM" and card == "Jan 11, 2026"  # 20:30 UTC is 04:30 in Beijing
+    assert "January 11, 2026" in title and "GMT+8" in title
+    assert re.fullmatch(r"\d+ minutes ago", recent), recent
+    byline, title, recent, card = reader("zh_CN")
+    assert byline == "2026年1月11日 04:30" and card == "2026年1月11日"
+    assert re.fullmatch(r"\d+分钟前", recent), recent
+    byline, title, recent, card = reader("zh_CN", script=False)
+    assert byline == card == "2026年1月10日 下午8:30 UTC" and title is None
+
+
+def test_code_blocks_scroll_inside_the_column_on_a_phone(a11y_site):
+    base, ids, fill = a11y_site
+    fill()
+
+    async def work(page):
+        await page.goto(base + "/story/%d" % ids["rich"])
+        return await page.evaluate(
+            """() => { const pre = document.querySelector('.story-body pre');
+                 return {page: document.scrollingElement.scrollWidth,
+                         scrolls: pre.scrollWidth > pre.clientWidth,
+                         overflow: getComputedStyle(pre).overflowX,
+                         tabindex: pre.getAttribute('tabindex')}; }"""
+        )
+
+    got = browse(work, viewport=PHONE, is_mobile=True)
+    assert got == {"page": 390, "scrolls": True, "overflow": "auto", "tabindex": "0"}
