@@ -334,7 +334,8 @@ def test_the_phone_header_is_one_row(a11y_site, lang, who):
         header = await page.locator("header.site-header").bounding_box()
         items = await page.evaluate(
             "() => [...document.querySelectorAll('.site-nav > a, .nav-actions > li')]"
-            ".filter(e => e.offsetParent).map(e => { const b = e.getBoundingClientRect(); return b.top + b.height / 2; })"
+            ".filter(e => e.offsetParent)"
+            ".map(e => { const b = e.getBoundingClientRect(); return b.top + b.height / 2; })"
         )
         await page.locator("#site-menu summary").click()
         menu = await page.locator(".menu-panel").inner_text()
