@@ -172,7 +172,11 @@ def seed(port, database):
                     " updated_at = NOW() - INTERVAL %s HOUR WHERE id = %s",
                     (back, back, story_id),
                 )
-            cur.execute("UPDATE stories SET created_at = NOW() - INTERVAL 3 HOUR WHERE id = %s", (zh,))
+            cur.execute(
+                "UPDATE stories SET created_at = NOW() - INTERVAL 3 HOUR,"
+                " updated_at = NOW() - INTERVAL 3 HOUR WHERE id = %s",
+                (zh,),
+            )
             cur.execute(
                 "UPDATE stories SET created_at = NOW() - INTERVAL 7 MINUTE,"
                 " updated_at = NOW() - INTERVAL 7 MINUTE WHERE id = %s",
