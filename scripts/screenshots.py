@@ -135,14 +135,15 @@ def shoot(page, stem, width, height, parts):
 def docs(browsers, base, ids):
     """The README's pictures: the index, a story, a phone, Chinese, dark."""
     out = os.path.join(sp.PROJECT, "docs")
-    shots = [
-        ("screenshot-index.png", "/", "visitor", "en", "light", (1280, 900), 1),
-        ("screenshot-story.png", "/story/%d" % ids["rich"], "visitor", "en", "light", (1280, 900), 1),
-        ("screenshot-phone.png", "/story/%d" % ids["rich"], "writer", "en", "light", (390, 844), 2),
-        ("screenshot-index-zh.png", "/", "visitor", "zh", "light", (1280, 900), 1),
-        ("screenshot-dark.png", "/story/%d" % ids["rich"], "writer", "en", "dark", (1280, 900), 1),
+    story = "/story/%d" % ids["rich"]
+    shots = [  # name, path, who, language, theme, viewport, scale, what to scroll to
+        ("screenshot-index.png", "/", "visitor", "en", "light", (1280, 900), 1, None),
+        ("screenshot-story.png", story, "visitor", "en", "light", (1280, 900), 1, None),
+        ("screenshot-story-phone.png", story, "writer", "en", "light", (390, 844), 2, None),
+        ("screenshot-index-zh.png", "/", "visitor", "zh", "light", (1280, 900), 1, None),
+        ("screenshot-story-dark.png", story, "writer", "en", "dark", (1280, 900), 1, ".story-body h3"),
     ]
-    for name, path, who, lang, theme, (width, height), scale in shots:
+    for name, path, who, lang, theme, (width, height), scale, scroll in shots:
         context = browsers[lang].new_context(
             viewport={"width": width, "height": height}, device_scale_factor=scale
         )
@@ -157,6 +158,8 @@ def docs(browsers, base, ids):
         page = context.new_page()
         page.goto(base + path)
         page.wait_for_load_state("networkidle")
+        if scroll:
+            page.evaluate('s => document.querySelector(s).scrollIntoView({behavior: "instant"})', scroll)
         page.screenshot(path=os.path.join(out, name))
         context.close()
         print(os.path.join(out, name))

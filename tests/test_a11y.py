@@ -87,23 +87,20 @@ def visits(ids, combo=""):
         ("search, too long", None, [go("/?q=" + LONG_QUERY)]),
         ("story", None, [go(rich)]),
         ("story in Chinese", None, [go(zh)]),
-        ("login", None, [go("/login")]),
+        # A form's page with its errors holds everything the plain one has, and the messages.
         ("login failed", None, [go("/login"), submit(MAIN, username="nobody", password="wrong horse")]),
-        ("register", None, [go("/register")]),
         ("register with errors", None, [go("/register"), submit(MAIN, username="a", password="short")]),
         ("404", None, [go("/no/such/page")]),
-        ("400", None, [go("/?page=0")]),
-        ("405", None, [go("/logout")]),
         ("index, member", "writer", [go("/")]),
         ("story, owner", "writer", [go(rich)]),
         ("story, owner, no files", "writer", [go(plain)]),
-        ("new story", "writer", [go("/story/new")]),
         ("new story with errors", "writer", [go("/story/new"), submit(MAIN, title=" ", body=" ")]),
         ("published (flash)", "writer", [go("/story/new"), submit(MAIN, title=combo, body="*Hi*")]),
         ("edit story", "writer", [go(plain + "/edit")]),
-        ("account", "reader", [go("/account")]),
+        ("account, no tokens", "writer", [go("/account")]),  # an empty state
         ("account, new token", "reader", [go("/account"), submit(TOKENS, name=combo[-20:])]),
-        ("403", "reader", [go(rich + "/edit")]),
+        ("403", "reader", [go(rich + "/edit")]),  # error.html, as the 400, 404 and 405 pages
+        ("405", "reader", [go("/logout")]),
         ("chat", "writer", [go("/chat"), ("chat", "Hello from the checkers")]),
     ]
 
