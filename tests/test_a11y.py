@@ -223,6 +223,7 @@ def checked(a11y_site, tmp_path_factory):
 @pytest.mark.parametrize("lang,theme", COMBOS)
 def test_axe_finds_no_violations(checked, lang, theme):
     results, _ = checked
+    print("axe-core (%s, %s): %d pages" % (lang, theme, len(results[(lang, theme)])))
     bad = {name: found for name, found in results[(lang, theme)].items() if found}
     assert not bad, json.dumps(bad, indent=1, ensure_ascii=False)
 
@@ -243,6 +244,8 @@ def test_the_nu_html_checker_finds_no_errors(checked):
     )
     report = json.loads(done.stderr or done.stdout)
     errors = [m for m in report["messages"] if m["type"] in ("error", "non-document-error")]
+    warnings = [m for m in report["messages"] if m.get("subType") == "warning"]
+    print("Nu Html Checker: %d pages, %d errors, %d warnings" % (len(files), len(errors), len(warnings)))
     assert not errors, json.dumps(errors[:20], indent=1, ensure_ascii=False)
 
 
