@@ -52,7 +52,9 @@
   function showAll() {
     var now = Date.now();
     var times = document.querySelectorAll("main time[datetime]");
-    for (var i = 0; i < times.length; i++) show(times[i], now);
+    for (var i = 0; i < times.length; i++) {
+      if (!times[i].closest("#chat-log")) show(times[i], now);  // chat.js writes its own
+    }
   }
 
   showAll();
