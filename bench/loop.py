@@ -6,7 +6,7 @@ For each variant, bench/loop_app.py (the real Application plus one bench-only ro
 probe threads of this process ask `/healthz` and an anonymous `GET /login`, one request at a time
 each, on a new connection, 20 ms apart, and record the latency of each. Variants:
 
-  executor, pool 8    the app as configured by default: the query through app.db (8 threads)
+  executor, pool 8    the app as configured by default: the query through app.models.db (8 threads)
   executor, pool 50   the same with --mysql_pool_size=50: all 50 queries really run at once
   blocking            the deliberate mistake: the route calls pymysql on the IOLoop
 
@@ -41,7 +41,7 @@ SECTION = """## Loop under load
 `bench/loop.py` checks that the IOLoop stays free while requests wait on the database. It starts
 `bench/loop_app.py`: the real `Application` plus one route that exists only in that harness,
 `/bench/slow`, which waits on `SELECT SLEEP(1)` through the app's own database layer
-(`await app.db.fetch_one(...)`). wrk keeps 50 connections busy on that route, so 50 requests are
+(`await app.models.db.fetch_one(...)`). wrk keeps 50 connections busy on that route, so 50 requests are
 always waiting on a slow query, while two probes (threads of the script, one request at a time
 each, a new connection per request, 20 ms apart) time `/healthz` (its own executor and
 connection) and an anonymous `GET /login` (no query).

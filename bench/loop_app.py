@@ -1,7 +1,7 @@
 """Harness for bench/loop.py: the real Application plus one bench-only route that waits on a slow query.
 
 The route exists only here, never in the app. `--mode=executor` runs the query through the app's
-own database layer (`await app.db.fetch_one(...)`: its thread pool and connection pool);
+own database layer (`await app.models.db.fetch_one(...)`: its thread pool and connection pool);
 `--mode=blocking` is the deliberate mistake: pymysql called directly on the IOLoop.
 
     .venv/bin/python bench/loop_app.py --port=18880 --mysql_database=storyhouse_bench_loop \

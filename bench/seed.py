@@ -1,9 +1,9 @@
 """Seeds a benchmark database: 1,000 members and 10,000 stories with realistic Markdown bodies.
 
-Rows go in through plain SQL in batches, but body_html, excerpt and search_text are made by the
-app's own functions (models.markdown.render/excerpt, models.search.document), exactly as
-Stories.create writes them. Deterministic (fixed random seed), and skipped when the database
-already holds the same seed (a `bench_seed` marker table records what was written).
+Rows go in through plain SQL in batches, but body_html, excerpt, search_text and reading_minutes
+are made by the app's own function (models.stories._render), exactly as Stories.create writes
+them. Deterministic (fixed random seed), and skipped when the database already holds the same
+seed (a `bench_seed` marker table records what was written).
 
     .venv/bin/python bench/seed.py --mysql_database=storyhouse_bench_pages [--users=N --stories=N]
 """
@@ -19,10 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from argon2 import PasswordHasher  # noqa: E402
 
 import config  # noqa: E402
-from models import markdown, migrate, search  # noqa: E402
+from models import migrate  # noqa: E402
+from models import stories as stories_model  # noqa: E402
 from models.db import open_connection  # noqa: E402
 
-SEED_VERSION = 2  # 2: links are same-site (no link-preview fetches)
+SEED_VERSION = 3  # 2: links are same-site (no link-preview fetches); 3: reading_minutes
 PASSWORD = "bench-password-1"  # every seeded member's password (one argon2 hash, shared)
 SEARCH_WORD = "lighthouse"  # in about 3% of stories: /?q=lighthouse has a few pages of results
 
@@ -81,8 +82,7 @@ def story(rng, n):
 def rendered(args):
     """A story row's computed columns, made by the app's own functions (models/stories.py _render)."""
     title, body = args
-    body_html = markdown.render(body)
-    return body_html, markdown.excerpt(body_html), search.document(title, body)
+    return stories_model._render(title, body)
 
 
 def marker(cur):
@@ -135,10 +135,21 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
                     computed = pool.map(rendered, chunk, chunksize=25)
                     cur.executemany(
                         "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text,"
-                        " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        " reading_minutes, created_at, updated_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
-                            (authors[i + k], title, body, html, excerpt, terms, times[i + k], times[i + k])
-                            for k, ((title, body), (html, excerpt, terms)) in enumerate(
+                            (
+                                authors[i + k],
+                                title,
+                                body,
+                                html,
+                                excerpt,
+                                terms,
+                                minutes,
+                                times[i + k],
+                                times[i + k],
+                            )
+                            for k, ((title, body), (html, excerpt, terms, minutes)) in enumerate(
                                 zip(chunk, computed, strict=True)
                             )
                         ],

@@ -30,6 +30,15 @@ class StoryRenderer(HTMLRenderer):
         html = super().link(text, url, title)
         return html.replace("<a ", '<a rel="nofollow noopener" ', 1)
 
+    def block_code(self, code, info=None):
+        # A long line scrolls inside the block: focusable, so the keyboard can scroll it too.
+        return super().block_code(code, info).replace("<pre>", '<pre tabindex="0">', 1)
+
+
+def table(renderer, text):
+    """mistune's table inside a focusable figure that scrolls sideways when the table is wide."""
+    return '<figure class="table-scroll" tabindex="0"><table>\n' + text + "</table></figure>\n"
+
 
 def table_cell(renderer, text, align=None, head=False):
     """mistune's cell with a class instead of style="text-align:..." (the CSP allows no inline style)."""
@@ -63,20 +72,67 @@ def render(body):
     md = mistune.create_markdown(
         escape=True, renderer=StoryRenderer(escape=True), plugins=["strikethrough", "table", "url"]
     )
+    md.renderer.register("table", table)
     md.renderer.register("table_cell", table_cell)
-    html_out = md(body)
+    html_out = outline(md(body)).replace(" />", ">")  # no XHTML slashes (escaped text has none)
     if len(html_out) > HTML_MAX_BYTES // 4 and len(html_out.encode("utf-8")) > HTML_MAX_BYTES:
         raise TooLarge()
     return html_out
 
 
+_HEADING = re.compile(r"<(/?)h([1-6])([ >])")
+
+
+def outline(body_html):
+    """Headings ranked under the page's own h1 (the story's title), without gaps: the levels a
+    story uses become h2, h3, ... in their order (## and #### alone give h2 and h3). Raw HTML and
+    code are escaped, so every "<h" here is the renderer's."""
+    levels = sorted({int(m.group(2)) for m in _HEADING.finditer(body_html)})
+    rank = {level: min(6, i + 2) for i, level in enumerate(levels)}
+    return _HEADING.sub(lambda m: "<%sh%d%s" % (m.group(1), rank[int(m.group(2))], m.group(3)), body_html)
+
+
 EXCERPT_CHARS = 280
-_BLOCK_END = re.compile(r"</(?:p|h[1-6]|li|blockquote|pre|tr|td|th|div)>|<br\s*/?>|<hr\s*/?>")
+_BLOCK_END = re.compile(r"</(?:p|h[1-6]|li|blockquote|pre|tr|td|th|div|figure)>|<br\s*/?>|<hr\s*/?>")
 _TAG = re.compile(r"<[^>]*>")
+# The tags that open or close a block; a paragraph at depth 0 is one of the story's own, not one
+# inside a list item or a quotation.
+_BLOCK_TAG = re.compile(r"<(/?)(p|ul|ol|li|blockquote|pre|table|figure|h[1-6]|div)\b[^>]*>")
+
+
+def plain_text(body_html):
+    """The rendered story as text: tags dropped (blocks end in a space), entities decoded, spaces
+    collapsed."""
+    return " ".join(html.unescape(_TAG.sub("", _BLOCK_END.sub(" ", body_html))).split())
+
+
+def first_paragraph(body_html):
+    """The text of the story's first top-level paragraph that has any, or None."""
+    depth = 0
+    for m in _BLOCK_TAG.finditer(body_html):
+        closing, tag = m.group(1), m.group(2)
+        if tag == "p" and not closing and depth == 0:
+            end = body_html.find("</p>", m.end())
+            text = plain_text(body_html[m.end() : end if end >= 0 else len(body_html)])
+            if text:
+                return text
+        elif tag != "p":
+            depth += -1 if closing else 1
+    return None
+
+
+def shorten(text, limit):
+    """text cut to at most `limit` characters and "…", at a space when one is near the end."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    if space > limit * 0.7:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-—") + "…"
 
 
 def excerpt(body_html, limit=EXCERPT_CHARS):
-    """The story's opening as plain text (tags dropped, entities decoded, spaces collapsed)."""
-    spaced = _BLOCK_END.sub(" ", body_html)  # blocks end in a space, inline tags just vanish
-    text = " ".join(html.unescape(_TAG.sub("", spaced)).split())
-    return text if len(text) <= limit else text[:limit] + "…"
+    """The story's first paragraph as plain text (not its headings and lists run together), cut
+    near `limit`; a story without a paragraph gets its opening text."""
+    return shorten(first_paragraph(body_html) or plain_text(body_html), limit)

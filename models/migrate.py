@@ -8,7 +8,7 @@ import logging
 import os
 import re
 
-from models import search
+from models import markdown, reading, search
 from models.db import open_connection
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -83,6 +83,7 @@ def migrate(host, port, user, password, database):
                     log.info("applied migration %s", name)
                     applied.append(version)
                 backfill_search(cur)
+                backfill_reading(cur)
             finally:
                 cur.execute("SELECT RELEASE_LOCK(%s)", ("storyhouse_migrate_" + database,))
     finally:
@@ -99,6 +100,25 @@ def backfill_search(cur, batch=200):
             cur.execute(
                 "UPDATE stories SET search_text = %s WHERE id = %s",
                 (search.document(row["title"], row["body"]), row["id"]),
+            )
+        if len(rows) < batch:
+            return
+
+
+def backfill_reading(cur, batch=200):
+    """Reading time, and the excerpt from the first paragraph, for stories saved before migration
+    011 (reading_minutes NULL); made from the stored HTML, so nothing is rendered again."""
+    while True:
+        cur.execute("SELECT id, body_html FROM stories WHERE reading_minutes IS NULL LIMIT %s", (batch,))
+        rows = cur.fetchall()
+        for row in rows:
+            cur.execute(
+                "UPDATE stories SET excerpt = %s, reading_minutes = %s WHERE id = %s",
+                (
+                    markdown.excerpt(row["body_html"]),
+                    reading.minutes(markdown.plain_text(row["body_html"])),
+                    row["id"],
+                ),
             )
         if len(rows) < batch:
             return

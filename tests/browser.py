@@ -55,6 +55,13 @@ class Watched:
         assert self.problems == [], "console errors on %s" % self.page.url
 
 
+def open_menu(page):
+    """Open the header's menu (a <details>), where the account, language, theme and log out are."""
+    menu = page.locator("#site-menu")
+    if menu.get_attribute("open") is None:
+        menu.locator("summary").click()
+
+
 def main_button(page, name):
     """A button in <main> (the header has a link styled as a button with the same name)."""
     return page.locator("main").get_by_role("button", name=name, exact=True)

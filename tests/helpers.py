@@ -136,8 +136,10 @@ def flash(page):
 
 
 def input_value(page, name):
-    """The (still HTML-escaped) value attribute of a form's input."""
-    m = re.search(r'<input[^>]* name="%s" value="([^"]*)"' % re.escape(name), page)
+    """The (still HTML-escaped) value attribute of a field of the page's form (in <main>: the
+    header's menu has forms of its own, the theme form's `next` among them)."""
+    main = page[page.index("<main") :] if "<main" in page else page
+    m = re.search(r'<input[^>]* name="%s" value="([^"]*)"' % re.escape(name), main)
     assert m, "no input named %r" % name
     return m.group(1)
 

@@ -1,20 +1,16 @@
 """The site in Debian's Chromium (Playwright's sync API) against server.py run as a process:
 the newcomer's path through the forms, a clean console under the CSP, the stylesheets, a phone
-screen, the dark theme, and docs/screenshot-index.png."""
+screen, the dark theme, and a screenshot of the index (scripts/screenshots.py makes those in docs/)."""
 
-import os
 import re
 import struct
 
 import pytest
 
 from tests import serverproc as sp
-from tests.browser import PASSWORD, Watched, log_in, main_button
+from tests.browser import PASSWORD, Watched, log_in, main_button, open_menu
 
 DB = sp.database_name("web")
-# The README's picture is rewritten only on request (STORYHOUSE_SCREENSHOT=1 scripts/test -k screenshot),
-# so a test run leaves the work tree clean.
-README_SCREENSHOT = os.path.join(sp.PROJECT, "docs", "screenshot-index.png")
 LONG_WORD = "Supercalifragilisticexpialidocious" * 3  # no break opportunity: tests phone layout
 
 
@@ -58,8 +54,7 @@ def test_screenshot_of_the_index(make_page, site, tmp_path):
     watched = make_page(1280, 800)
     watched.goto(base + "/")
     assert watched.page.locator(".story-card").count() >= 1
-    shot = README_SCREENSHOT if os.environ.get("STORYHOUSE_SCREENSHOT") else str(tmp_path / "index.png")
-    os.makedirs(os.path.dirname(shot), exist_ok=True)
+    shot = str(tmp_path / "index.png")
     watched.page.screenshot(path=shot)
     with open(shot, "rb") as f:
         header = f.read(24)
@@ -75,13 +70,14 @@ def test_register_log_out_log_in_write_and_read(make_page, site):
     page = watched.page
 
     watched.goto(base + "/")
-    page.locator("header").get_by_role("button", name="Register").click()  # a link styled as a button
+    page.locator("header").get_by_role("link", name="Start writing").click()  # the visitor's main action
     page.get_by_label("Username", exact=True).fill("newcomer")
     page.get_by_label("Password (8 characters or more)", exact=True).fill(PASSWORD)
     page.get_by_label("Password again", exact=True).fill(PASSWORD)
     main_button(page, "Register").click()
     expect(page).to_have_url(base + "/")
     expect(page.locator(".flash")).to_have_text("Welcome, newcomer! Your account is ready.")
+    open_menu(page)
     expect(page.get_by_role("link", name="newcomer")).to_be_visible()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
@@ -95,6 +91,7 @@ def test_register_log_out_log_in_write_and_read(make_page, site):
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     main_button(page, "Log in").click()
     expect(page.locator(".flash")).to_have_text("Signed in as newcomer.")
+    open_menu(page)
     expect(page.get_by_role("link", name="newcomer")).to_be_visible()
 
     page.get_by_role("link", name="Write").click()
@@ -117,6 +114,7 @@ def test_register_log_out_log_in_write_and_read(make_page, site):
     expect(link).to_be_visible()
     assert base + link.get_attribute("href") == story_url
 
+    open_menu(page)
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("link", name="Log in")).to_be_visible()
     expect(page.get_by_role("link", name="Write")).to_have_count(0)
@@ -153,7 +151,7 @@ def test_stylesheets_load_and_apply(make_page, site):
         ),
     )
     watched.goto(base + "/")
-    assert css == {"pico.min.css": 200, "site.css": 200}
+    assert css == {"base.css": 200, "site.css": 200}
     style = watched.page.evaluate("""() => {
         const body = getComputedStyle(document.body);
         const main = getComputedStyle(document.querySelector('main'));
@@ -161,7 +159,7 @@ def test_stylesheets_load_and_apply(make_page, site):
                 sheets: document.styleSheets.length};
     }""")
     assert style["sheets"] >= 2
-    assert "Times" not in style["font"]  # Pico's system font stack, not the default serif
+    assert "Times" not in style["font"]  # base.css's system font stack, not the default serif
     assert style["margin"] == "0px"  # the browser's default body margin is 8px
     assert style["mainMax"] != "none"  # site.css: main.container has a max width
 
@@ -200,9 +198,9 @@ def test_dark_theme_is_remembered(make_page, site):
     watched.goto(base + "/")
     background = "getComputedStyle(document.documentElement).backgroundColor"
     light = page.evaluate(background)
-    page.get_by_label("Theme").select_option("dark")
-    page.get_by_role("button", name="Apply").click()
-    page.wait_for_load_state()
+    open_menu(page)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Dark theme").click()  # one click
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     dark = page.evaluate(background)
     assert dark != light

@@ -67,6 +67,8 @@ def test_upload_two_files_with_progress_and_download_one(browser_context, upload
     assert page.locator("#upload-progress").is_visible()
     names = page.locator("#attachment-list .attachment-name")
     expect(names).to_have_text(["notes 中文.txt", "blob.bin"])
+    kinds = page.locator("#attachment-list .attachment-meta")  # what a file is, not its MIME type
+    expect(kinds).to_have_text(["Text file · 21 KB", "File · 1.5 MB"])
     expect(page.locator("#attachments-empty")).to_be_hidden()
     watched.check()
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
@@ -82,6 +84,7 @@ def test_upload_two_files_with_progress_and_download_one(browser_context, upload
     watched.goto(base + story_path)
     expect(page.locator("#attachment-list .attachment-name")).to_have_text(["notes 中文.txt", "blob.bin"])
     expect(page.locator("#attachment-list .attachment-meta").nth(1)).to_contain_text("1.5 MB")
+    expect(kinds).to_have_text(["Text file · 21 KB", "File · 1.5 MB"])
 
     # a file over the limit is refused in the page, with a sentence, before any byte is sent
     page.set_input_files("#upload-files", [str(too_big)])
@@ -122,3 +125,42 @@ def test_the_plain_form_works_without_javascript(browser_context, upload_site, t
     expect(page.locator("main")).to_contain_text("That upload is too large: the limit is 2.0 MB.")
     context.close()
     assert stored_count(upload_dir) == before + 1  # the pixel; nothing of the refused file
+
+
+def test_files_dropped_on_the_zone_are_chosen_and_uploaded(chromium, upload_site):  # noqa: F811
+    from playwright.sync_api import expect
+
+    base, story_path, _upload_dir = upload_site
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(15000)
+    try:
+        watched = Watched(context)
+        page = watched.page
+        log_in(page, base, "uploader")
+        watched.goto(base + story_path)
+        zone = page.locator("#drop-zone")
+        # What a browser hands the page when files are dropped: a DataTransfer with Files in it.
+        page.evaluate(
+            """() => {
+              const data = new DataTransfer();
+              data.items.add(new File(["Notes dropped on the zone.\\n".repeat(100)], "dropped.txt"));
+              const zone = document.getElementById("drop-zone");
+              const init = {dataTransfer: data, bubbles: true, cancelable: true};
+              zone.dispatchEvent(new DragEvent("dragover", init));
+              window.__dragging = zone.classList.contains("dragging");
+              zone.dispatchEvent(new DragEvent("drop", init));
+            }"""
+        )
+        assert page.evaluate("window.__dragging") is True  # the zone shows it takes the files
+        expect(zone).not_to_have_class("drop-zone dragging")
+        expect(page.locator("#upload-status")).to_have_text("1 file chosen (2.6 KB).")
+        assert page.locator("#upload-files").evaluate("input => input.files[0].name") == "dropped.txt"
+        page.locator("#upload-form").get_by_role("button", name="Upload").click()
+        expect(page.locator("#upload-status")).to_contain_text("1 file attached")
+        expect(page.locator("#attachment-list .attachment-name").last).to_have_text("dropped.txt")
+        expect(page.locator("#attachment-list .attachment-meta").last).to_have_text("Text file · 2.6 KB")
+        width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 390, "the story page is %dpx wide on a 390px phone" % width
+        watched.check()
+    finally:
+        context.close()

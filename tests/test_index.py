@@ -53,11 +53,11 @@ def add_numbered(db_settings, n, title="Story %d"):
 
 def card_ids(page):
     """The story ids of the cards on a page, in order."""
-    return [int(i) for i in re.findall(r'<article class="story-card">\s*<h3><a href="/story/(\d+)">', page)]
+    return [int(i) for i in re.findall(r'<article class="story-card">\s*<h2><a href="/story/(\d+)">', page)]
 
 
 def card_titles(page):
-    return re.findall(r'<article class="story-card">\s*<h3><a href="/story/\d+">(.*?)</a>', page)
+    return re.findall(r'<article class="story-card">\s*<h2><a href="/story/\d+">(.*?)</a>', page)
 
 
 def pager_link(page, rel):
@@ -152,8 +152,8 @@ async def test_story_cards(client, db_settings):
         db_settings, [("<Short> & sweet", "Just *this*."), ("Long", long_body)], username="carol"
     )
     page = text(await client.get("/"))
-    assert '<h3><a href="/story/%d">&lt;Short&gt; &amp; sweet</a></h3>' % short_id in page
-    assert '<h3><a href="/story/%d">Long</a></h3>' % long_id in page
+    assert '<h2><a href="/story/%d">&lt;Short&gt; &amp; sweet</a></h2>' % short_id in page
+    assert '<h2><a href="/story/%d">Long</a></h2>' % long_id in page
     assert page.count("by <strong>carol</strong>") == 2
     assert "<p>Just this.</p>" in page  # the excerpt is the rendered text, without tags
     assert "<p>%s…</p>" % ("x" * 280) in page
@@ -263,7 +263,9 @@ async def test_search_finds_chinese_words_inside_sentences(client, db_settings):
 async def test_search_text_is_escaped(client, db_settings):
     add_numbered(db_settings, 1)
     page = text(await client.get(search('<script>alert("q")</script>')))
-    assert "<script" not in page.lower()
+    # no script but the site's own files from static/ (every page loads static/js/site.js)
+    for tag in re.findall(r"<script[^>]*>", page.lower()):
+        assert re.fullmatch(r'<script src="/static/js/[\w.]+\?v=\w+" defer>', tag), tag
     assert "No story matches “&lt;script&gt;alert(&quot;q&quot;)&lt;/script&gt;”" in page
 
 
@@ -471,3 +473,94 @@ async def test_theme_next_is_local_and_printable_only(client, target):
 async def test_page_numbers_of_any_length_are_a_400_not_a_500(client, page):
     r = await client.get("/?page=" + page)
     assert_error_page(r, 400, INVALID_PAGE)
+
+
+# --- the hero, the pager, the count ------------------------------------------------------------
+
+
+def pager_summary(page):
+    m = re.search(r'<p class="pager-summary">(.*?)</p>', page)
+    return m and m.group(1)
+
+
+def page_numbers(page):
+    """The pager's numbered links: [(number, current?)], and "…" for a gap."""
+    pager = page.split('<nav class="pager"', 1)[1].split("</nav>", 1)[0]
+    found = []
+    gap = '<li class="pager-gap" aria-hidden="true">…</li>'
+    for m in re.finditer(re.escape(gap) + r'|<a href="[^"]*"( aria-current="page")?[^>]*>(\d+)</a>', pager):
+        found.append("…" if m.group(0) == gap else (int(m.group(2)), bool(m.group(1))))
+    return found
+
+
+def title(page):
+    return re.search(r"<title>(.*?)</title>", page).group(1)
+
+
+@pytest.mark.gen_test
+async def test_visitors_get_a_hero_on_the_first_page_only(client, db_settings):
+    add_numbered(db_settings, 21)
+    page = text(await client.get("/"))
+    assert '<section class="hero"' in page
+    assert '<a href="/register" class="button">Start writing</a>' in page
+    assert '<a href="#stories" class="button secondary">Browse stories</a>' in page and 'id="stories"' in page
+    # one h1 (the hero's), then the list's h2 and the stories' h2s: headings in order
+    assert re.findall(r"<h(\d)", page.split("<main", 1)[1])[:3] == ["1", "2", "2"]
+    for other in ("/?page=2", search("story")):
+        assert '<section class="hero"' not in text(await client.get(other)), other
+    await client.register("alice")
+    page = text(await client.get("/"))
+    assert '<section class="hero"' not in page
+    assert re.findall(r"<h(\d)", page.split("<main", 1)[1])[:2] == ["1", "2"]
+
+
+@pytest.mark.gen_test
+async def test_the_pager_numbers_the_pages_and_counts_the_stories(client, db_settings):
+    add_numbered(db_settings, 131)
+    page = text(await client.get("/?page=2"))
+    assert pager_summary(page) == "Page 2 of 7 · 131 stories"
+    assert title(page) == "Newest stories · page 2 · Storyhouse"
+    assert '<h1 id="stories-title">Newest stories</h1>' in page
+    assert page_numbers(page) == [(1, False), (2, True), (3, False), (4, False), "…", (7, False)]
+    assert pager_link(page, "prev") == "/" and pager_link(page, "next") == "/?page=3"
+    page = text(await client.get("/?page=6"))
+    assert page_numbers(page) == [(1, False), "…", (4, False), (5, False), (6, True), (7, False)]
+    page = text(await client.get("/"))
+    assert pager_summary(page) == "Page 1 of 7 · 131 stories" and title(page) == "Newest stories · Storyhouse"
+    page = text(await client.get("/?page=7"))
+    assert len(card_ids(page)) == 11 and pager_link(page, "next") is None
+
+
+@pytest.mark.gen_test
+async def test_the_pager_in_chinese_and_for_one_story(client, db_settings):
+    add_numbered(db_settings, 1)
+    page = text(await client.get("/"))
+    assert pager_summary(page) == "Page 1 of 1 · 1 story" and "pager-links" not in page
+    client.cookies["lang"] = "zh_CN"
+    page = text(await client.get("/"))
+    assert pager_summary(page) == "第 1 页，共 1 页 · 1 篇故事"
+
+
+@pytest.mark.gen_test
+async def test_search_results_are_counted_and_paged(client, db_settings):
+    add_stories(db_settings, [("Fox %d" % i, "b") for i in range(23)] + [("Other", "b")])
+    page = text(await client.get(search("fox", page=2)))
+    assert pager_summary(page) == "Page 2 of 2 · 23 stories"
+    assert title(page) == "Search: fox · page 2 · Storyhouse"
+    client.cookies["lang"] = "zh_CN"
+    page = text(await client.get(search("fox", page=2)))
+    assert title(page) == "搜索：fox · 第 2 页 · Storyhouse"
+
+
+@pytest.mark.gen_test
+async def test_the_count_is_one_cached_query(app, client, db_settings):
+    """The count comes from the page cache like the pages: a row added behind the app's back is
+    not counted until a write of the app's own empties the cache."""
+    add_numbered(db_settings, 3)
+    assert pager_summary(text(await client.get("/"))) == "Page 1 of 1 · 3 stories"
+    add_stories(db_settings, [("Behind its back", "b")], username="sneaky")
+    assert pager_summary(text(await client.get("/"))) == "Page 1 of 1 · 3 stories"
+    assert await app.models.stories.count() == 3 and await app.models.stories.count("story") == 3
+    app.models.page_cache.bump()
+    assert await app.models.stories.count() == 4
+    assert await app.models.stories.count("%%") == 0  # nothing searchable: no query at all

@@ -5,6 +5,7 @@ routes."""
 
 import asyncio
 import datetime
+import html
 import html.parser
 import re
 import time
@@ -327,7 +328,7 @@ async def test_markdown_still_renders(client):
     body = "# Heading\n\n*em* **strong** ~~gone~~ `<code>`\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |"
     rendered = await published_html(client, "md", body)
     for fragment in (
-        "<h1>Heading</h1>",
+        "<h2>Heading</h2>",  # under the page's own h1, the title (models/markdown.outline)
         "<em>em</em>",
         "<strong>strong</strong>",
         "<del>gone</del>",
@@ -727,3 +728,65 @@ async def test_the_model_checks_the_owner_too(app, client, make_client, db_setti
     assert not await app.models.stories.update(story_id, bob_id, "Taken", "over")
     assert not await app.models.stories.delete(story_id, bob_id)
     assert stored(db_settings, story_id)["title"] == "Mine"
+
+
+# --- the story page as a publication: byline, the author's tools, metadata ----------------------
+
+
+def meta(page, key):
+    """The content of <meta name=key> or <meta property=key>, unescaped, or None."""
+    m = re.search(r'<meta (?:name|property)="%s" content="([^"]*)">' % re.escape(key), page)
+    return m and html.unescape(m.group(1))
+
+
+@pytest.mark.gen_test
+async def test_the_byline_and_the_authors_toolbar(client, make_client):
+    await client.register("alice", "correct horse")
+    story_id = await client.new_story("Tools", "Some words.")
+    page = text(await client.get("/story/%d" % story_id))
+    byline = re.search(r'<p class="meta byline">(.*?)</p>', page, re.S).group(1)
+    assert byline.startswith("by <strong>alice</strong> · <time datetime=") and "· 1 min read" in byline
+    tools = re.search(
+        r'<div class="author-tools" role="group" aria-label="Your story">(.*?)</div>', page, re.S
+    )
+    assert tools, "no toolbar under the byline"
+    assert (
+        page.index('class="meta byline"')
+        < page.index('class="author-tools"')
+        < page.index('class="story-body"')
+    )
+    assert '<a href="/story/%d/edit" class="button secondary">Edit</a>' % story_id in tools.group(1)
+    assert '<a href="#upload-form" class="button secondary">Add files</a>' in tools.group(1)
+    delete = r'<form method="post" action="/story/%d/delete" class="inline-form">.*?' % story_id
+    assert re.search(delete + '<button type="submit" class="danger">Delete</button>', tools.group(1), re.S)
+    reader = make_client()
+    page = text(await reader.get("/story/%d" % story_id))
+    assert "author-tools" not in page and 'id="upload-form"' not in page
+    assert 'id="attachments"' not in page  # a reader sees no empty "Attachments" section
+
+
+@pytest.mark.gen_test
+async def test_a_story_has_its_own_description_and_card(client, make_client):
+    await client.register("alice", "correct horse")
+    story_id = await client.new_story(
+        'The <b>keeper</b> & "the sea"', "## Log\n\nThe lamp turned all night.\n\n- one"
+    )
+    page = text(await make_client().get("/story/%d" % story_id))
+    assert meta(page, "description") == "The lamp turned all night."
+    assert meta(page, "og:title") == meta(page, "twitter:title") == 'The <b>keeper</b> & "the sea"'
+    assert meta(page, "og:description") == meta(page, "twitter:description") == "The lamp turned all night."
+    assert meta(page, "og:type") == "article" and meta(page, "author") == "alice"
+    assert meta(page, "article:author") == "alice" and meta(page, "twitter:card") == "summary"
+    assert re.fullmatch(r"http://[\w.]+:\d+/story/%d" % story_id, meta(page, "og:url"))
+    assert '<link rel="canonical" href="%s">' % meta(page, "og:url") in page
+    assert "<b>keeper" not in page  # escaped everywhere
+
+
+@pytest.mark.gen_test
+async def test_every_page_has_a_description(client):
+    for path in ("/", "/login", "/register", "/?q=x", "/no/such/page"):
+        page = text(await client.get(path))
+        assert meta(page, "description").startswith("Storyhouse is a quiet place to write stories"), path
+        assert meta(page, "og:type") == "website" and meta(page, "og:site_name") == "Storyhouse", path
+    client.cookies["lang"] = "zh_CN"
+    assert meta(text(await client.get("/")), "description").startswith("Storyhouse 是一个安静写故事")

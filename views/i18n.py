@@ -107,6 +107,16 @@ def date_text(locale, value, time=True):
     return locale.format_date(value, gmt_offset=0, relative=False, full_format=True, shorter=not time)
 
 
+def time_html(locale, value):
+    """A UTC datetime as <time datetime="...Z">: the text is the UTC time, labelled as such, for
+    readers without JavaScript; static/js/site.js shows it in the reader's own zone (relative
+    when recent)."""
+    return '<time datetime="%sZ">%s UTC</time>' % (
+        value.isoformat(timespec="seconds"),
+        xhtml_escape(date_text(locale, value)),
+    )
+
+
 def size_text(locale, size):
     """models.filenames.human_size, with the bytes of a tiny file in the reader's language."""
     if size < 1024:
@@ -152,6 +162,7 @@ def namespace(handler):
         html_lang_of=HTML_LANG.get,
         back_url=back_url(handler.request),
         date_text=lambda value, time=True: date_text(locale, value, time),
+        time_html=lambda value: time_html(locale, value),
         size_text=lambda size: size_text(locale, size),
         markup=markup,
         link=link,

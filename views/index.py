@@ -1,9 +1,27 @@
 """The index (newest stories, paging, search) and the theme preference cookie."""
 
+import asyncio
+import math
+
+from models.stories import PAGE_SIZE
 from views.base import THEMES, PageHandler, is_local_path
 from views.forms import MESSAGES
 
 SEARCH_MAX = 200
+
+
+def page_numbers(page, pages, around=2):
+    """The pager's numbers: the first, the last and `around` either side of `page`, with None
+    where a run of numbers is left out (1 … 4 5 [6] 7 8 … 20)."""
+    shown = sorted({1, pages, *range(max(1, page - around), min(pages, page + around) + 1)})
+    numbers = []
+    for n in shown:
+        if numbers and n - numbers[-1] == 2:
+            numbers.append(n - 1)  # a gap of one number: show it rather than "…"
+        elif numbers and n - numbers[-1] > 2:
+            numbers.append(None)
+        numbers.append(n)
+    return numbers
 
 
 class IndexHandler(PageHandler):
@@ -21,10 +39,26 @@ class IndexHandler(PageHandler):
                 page=1,
                 query=query[:SEARCH_MAX],
                 has_next=False,
+                total=0,
+                pages=1,
+                numbers=[],
                 search_error=self.locale.translate(MESSAGES["search_long"]) % SEARCH_MAX,
             )
-        rows, has_next = await self.stories.page(page, query)
-        self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)
+        (rows, has_next), total = await asyncio.gather(
+            self.stories.page(page, query), self.stories.count(query)
+        )
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        self.render(
+            "index.html",
+            stories=rows,
+            page=page,
+            query=query,
+            has_next=has_next,
+            total=total,
+            pages=pages,
+            numbers=page_numbers(page, pages) if pages > 1 else [],
+            search_error=None,
+        )
 
 
 class ThemeHandler(PageHandler):

@@ -11,6 +11,20 @@ class StoryCards(tornado.web.UIModule):
         return self.render_string("modules/story_cards.html", stories=stories)
 
 
+class Meta(tornado.web.UIModule):
+    """The page's description and its OpenGraph and Twitter card tags: the site's by default, a
+    story's own (title, excerpt, author) on its page."""
+
+    def render(self, title=None, description=None, story=None):
+        return self.render_string(
+            "modules/meta.html",
+            title=title,
+            description=description,
+            story=story,
+            url=self.request.full_url(),
+        )
+
+
 class RevokeForm(tornado.web.UIModule):
     """A one-button POST form (XSRF included) that ends one thing: a session, an API token."""
 

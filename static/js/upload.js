@@ -1,6 +1,7 @@
-// The story page's upload form, enhanced: a real progress bar (XHR upload progress), the speed,
-// the new files listed without a reload, errors shown as text. Without this script the form
-// still works as a plain form. Text is always inserted as text, never as HTML.
+// The story page's upload form, enhanced: files dropped anywhere on the drop zone, a real progress
+// bar (XHR upload progress), the speed, the new files listed without a reload, errors shown as
+// text. Without this script the form still works as a plain form. Text is always inserted as
+// text, never as HTML.
 (function () {
   "use strict";
   var form = document.getElementById("upload-form");
@@ -12,6 +13,18 @@
   var empty = document.getElementById("attachments-empty");
   var button = form.querySelector("button[type=submit]");
   var maxHuman = form.getAttribute("data-max-human");
+  var zone = document.getElementById("drop-zone");
+  var kinds = {kinds: [], other: ""};
+  try { kinds = JSON.parse(form.getAttribute("data-kinds")) || kinds; } catch (e) { /* keep the default */ }
+
+  // "Text file", "Image", ...: the server's table (views/filekinds.py), translated.
+  function kindOf(contentType) {
+    var type = String(contentType || "").toLowerCase();
+    for (var i = 0; i < kinds.kinds.length; i++) {
+      if (type.indexOf(kinds.kinds[i][0]) === 0) return kinds.kinds[i][1];
+    }
+    return kinds.other;
+  }
 
   // The page's words come from data-text-* attributes on the form (translated by the server; no
   // inline script under the CSP); {name} placeholders are filled in here, as text.
@@ -39,34 +52,71 @@
   function addItem(item) {
     var li = document.createElement("li");
     li.className = "attachment";
+    var link = document.createElement("a");
+    link.href = item.url;
+    link.className = "attachment-link";
     if (item.image) {
-      var thumbLink = document.createElement("a");
-      thumbLink.href = item.url;
-      thumbLink.className = "thumb-link";
       var img = document.createElement("img");
       img.className = "thumb";
       img.src = item.url;
       img.alt = "";
-      img.width = 64;
-      img.height = 64;
-      thumbLink.appendChild(img);
-      li.appendChild(thumbLink);
+      img.width = 48;
+      img.height = 48;
+      link.appendChild(img);
+    } else {
+      var icon = document.createElement("span");
+      icon.className = "file-icon";
+      icon.setAttribute("aria-hidden", "true");
+      link.appendChild(icon);
     }
     var text = document.createElement("span");
     text.className = "attachment-text";
-    var link = document.createElement("a");
-    link.href = item.url;
-    link.className = "attachment-name";
-    link.textContent = item.filename;
+    var name = document.createElement("span");
+    name.className = "attachment-name";
+    name.textContent = item.filename;
     var meta = document.createElement("small");
     meta.className = "attachment-meta";
-    meta.textContent = item.size_human + " · " + item.content_type;
-    text.appendChild(link);
+    meta.textContent = kindOf(item.content_type) + " · " + item.size_human;
+    text.appendChild(name);
     text.appendChild(document.createTextNode(" "));
     text.appendChild(meta);
-    li.appendChild(text);
+    link.appendChild(text);
+    li.appendChild(link);
     list.appendChild(li);
     empty.hidden = true;
+  }
+
+  function totalSize(files) {
+    var total = 0;
+    for (var i = 0; i < files.length; i++) total += files[i].size;
+    return total;
+  }
+
+  function sayChosen() {
+    var files = input.files;
+    if (!files || files.length === 0) { say(""); return; }
+    say(text(files.length === 1 ? "chosen-one" : "chosen-many", {count: files.length, size: human(totalSize(files))}));
+  }
+
+  input.addEventListener("change", sayChosen);
+  // Files dropped on the zone go into the form's own input (a DataTransfer's FileList).
+  if (zone) {
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) {
+        event.preventDefault();
+        zone.classList.add("dragging");
+      });
+    });
+    ["dragleave", "dragend", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+        sayChosen();
+      }
+    });
   }
 
   function errorMessage(xhr) {
@@ -83,8 +133,7 @@
     var files = input.files;
     if (!files || files.length === 0) { say(text("choose"), true); return; }
     var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10);
-    var total = 0;
-    for (var i = 0; i < files.length; i++) total += files[i].size;
+    var total = totalSize(files);
     if (total > maxBytes) {
       say(text("too-large", {size: human(total), limit: maxHuman}), true);
       return;
