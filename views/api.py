@@ -244,7 +244,7 @@ class StoryApiMixin:
             "created_at": iso(row["created_at"]),
             "updated_at": iso(row["updated_at"]),
             "url": self.absolute(self.reverse_url("story", row["id"])),
-            "previews": await self.previews.cards_for(row["body_html"]),
+            "previews": await self.previews.cards_for(row["links"]),
             "attachments": [self.attachment(a) for a in await self.attachments.for_story(row["id"])],
         }
 

@@ -74,7 +74,7 @@ class StoryHandler(StoryBaseHandler):
 
         async def extras():  # a list, so even a story without either is cached
             return await asyncio.gather(
-                app.attachments.for_story(story["id"]), app.previews.cards_for(story["body_html"])
+                app.attachments.for_story(story["id"]), app.previews.cards_for(story["links"])
             )
 
         attachments, previews = await app.page_cache.get_or_load(("story_extras", story["id"]), extras)
