@@ -226,6 +226,7 @@ class Application(tornado.web.Application):
             sessions = await self.sessions.delete_expired()
             failures = await self.throttle.delete_old()
             await self.users.delete_old_registration_ips()
+            await self.stories.delete_old_creations()
             swept = await self.attachments.sweep()
         except DatabaseUnavailable:
             return  # next hour, then

@@ -133,9 +133,10 @@ class Stories:
             for row in cur.fetchall():
                 if row["title"] == title and row["body"] == body:  # exactly, not by collation
                     raise AlreadyPublished(row["id"])
+            # Creations, not survivors: a story deleted at once still counts (story_creations).
             cur.execute(
                 "SELECT COUNT(*) AS n, TIMESTAMPDIFF(SECOND, NOW(), MIN(created_at) + INTERVAL 1 HOUR)"
-                " AS wait FROM stories WHERE user_id = %s AND created_at > NOW() - INTERVAL 1 HOUR",
+                " AS wait FROM story_creations WHERE user_id = %s AND created_at > NOW() - INTERVAL 1 HOUR",
                 (user_id,),
             )
             recent = cur.fetchone()
@@ -146,7 +147,11 @@ class Stories:
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (user_id, title, body, body_html, excerpt, terms, links),
             )
-            return cur.lastrowid
+            story_id = cur.lastrowid
+            cur.execute(
+                "INSERT INTO story_creations (story_id, user_id) VALUES (%s, %s)", (story_id, user_id)
+            )
+            return story_id
 
         story_id = await self.db.transaction(insert)
         self.cache.bump()
@@ -162,6 +167,13 @@ class Stories:
         )
         self.cache.bump()
         return result.rowcount > 0
+
+    async def delete_old_creations(self):
+        """Housekeeping: forget creations older than the stories-per-hour window; returns how many."""
+        result = await self.db.execute(
+            "DELETE FROM story_creations WHERE created_at < NOW() - INTERVAL 1 HOUR"
+        )
+        return result.rowcount
 
     async def delete(self, story_id, user_id):
         """Delete the story if user_id owns it; returns True when it did. Its attachments' rows

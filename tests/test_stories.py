@@ -475,6 +475,34 @@ async def test_owner_deletes_a_story(client, db_settings):
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("app_settings", [{"stories_per_hour": 3}])
+async def test_deleting_does_not_give_back_the_hourly_limit(app, client, db_settings, app_settings):
+    """Issue 14, item 9: the limit counts creations, not the stories still there."""
+    await client.register("alice")
+    for n in range(3):
+        story_id = await client.new_story("Gone %d" % n, "Deleted at once")
+        assert (await client.post("/story/%d/delete" % story_id)).code == 302
+    assert story_count(db_settings) == 0
+    r = await client.post("/story/new", {"title": "One more", "body": "Refused"})
+    assert r.code == 429 and "You have published 3 stories in the last hour." in text(r)
+    r = await client.fetch(
+        "/api/stories",
+        "POST",
+        '{"title": "Through the API", "body": "Refused too"}',
+        headers={"Content-Type": "application/json", "X-XSRFToken": client.xsrf},
+    )
+    assert r.code == 429 and 0 < int(r.headers["Retry-After"]) <= 3600
+    assert story_count(db_settings) == 0
+    # Housekeeping forgets creations past the hour, and only those.
+    query(db_settings, "UPDATE story_creations SET created_at = NOW() - INTERVAL 61 MINUTE LIMIT 2")
+    await app.housekeeping()
+    assert query(db_settings, "SELECT COUNT(*) AS n FROM story_creations")[0]["n"] == 1
+    await client.new_story("Allowed again", "Two creations have left the window")
+    assert (await client.post("/story/new", {"title": "Again", "body": "x"})).code == 302
+    assert (await client.post("/story/new", {"title": "Too many", "body": "x"})).code == 429
+
+
+@pytest.mark.gen_test
 async def test_another_member_gets_403_and_nothing_changes(client, db_settings, make_client):
     await client.register("alice")
     story_id = await client.new_story("Alice's", "Mine")
