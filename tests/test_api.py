@@ -428,6 +428,19 @@ BAD_BODIES = [
     ("empty title", dumps({"title": "", "body": "x"}), None, 400, MESSAGES["title_empty"]),
     ("blank title", dumps({"title": " \t ", "body": "x"}), None, 400, MESSAGES["title_empty"]),
     ("NUL title", dumps({"title": "\x00\x01", "body": "x"}), None, 400, MESSAGES["title_empty"]),
+    # Blank as views/forms.py defines it, which the schema's pattern is made from (issue 14, item 8).
+    ("NEL body", dumps({"title": "t", "body": "\u0085"}), None, 400, MESSAGES["body_empty"]),
+    ("BOM body", dumps({"title": "t", "body": "\ufeff"}), None, 400, MESSAGES["body_empty"]),
+    ("ideographic space body", dumps({"title": "t", "body": "\u3000\n"}), None, 400, MESSAGES["body_empty"]),
+    ("zero-width title", dumps({"title": "\u200b\u2060", "body": "x"}), None, 400, MESSAGES["title_empty"]),
+    ("C1 title", dumps({"title": "\u0080\u009f\u007f", "body": "x"}), None, 400, MESSAGES["title_empty"]),
+    (
+        "noncharacter title",
+        dumps({"title": "\ufdd0\ufffe\U0010ffff", "body": "x"}),
+        None,
+        400,
+        MESSAGES["title_empty"],
+    ),
     ("long title", dumps({"title": "x" * 201, "body": "x"}), None, 400, MESSAGES["title_long"]),
     ("long body", dumps({"title": "t", "body": "é" * 60000}), None, 400, MESSAGES["body_long"]),
     (
@@ -471,6 +484,67 @@ async def test_bad_bodies(http_server, client, db_settings, raw, content_type, s
         assert r.code == status, (method, r.body[:300])
         assert error(r)["message"] == message
     assert query(db_settings, "SELECT COUNT(*) AS n FROM stories WHERE title <> 'A title'")[0]["n"] == 0
+
+
+# Characters at the edges of "blank" (views/forms.py): whitespace that only Python or only ECMA
+# counts, format characters, forbidden code points, and ordinary ones next to them.
+EDGE_CHARS = [
+    "a", " ", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "\x20", "!", "~", "\x7f", "\x80", "\x85", "\x9f",
+    "\xa0", "\xa1", "\u1680", "\u180e", "\u2000", "\u200a", "\u200b", "\u200d", "\u200e", "\u2028",
+    "\u202f", "\u205f", "\u2060", "\u3000", "\ufdcf", "\ufdd0", "\ufdef", "\ufdf0", "\ufeff", "\ufffd",
+    "\ufffe", "\uffff", "\U00010000", "\U0001fffe", "\U0010fffd", "\U0010ffff", "中", "😀",
+]  # fmt: skip
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_schema_and_the_server_agree_on_blank(http_server, client):
+    """Issue 14, item 8: a value the schema's pattern accepts is saved, one it refuses is a 400,
+    judged by the validator schemathesis uses (jsonschema_rs: ECMA-262 regex semantics)."""
+    import jsonschema_rs
+
+    from views import openapi
+
+    await client.register("alice")
+    token = await create_token(client)
+    story = body(await api(client, "POST", "/api/stories", OK_BODY, token=token))
+    schema = openapi.document()["components"]["schemas"]["StoryChanges"]
+    validator = jsonschema_rs.validator_for(schema)
+    disagreements = []
+    for char in EDGE_CHARS:
+        for field in ("title", "body"):
+            change = {field: char}
+            r = await api(client, "PATCH", "/api/stories/%d" % story["id"], change, token=token)
+            assert r.code in (200, 400), r.body
+            if validator.is_valid(change) != (r.code == 200):
+                disagreements.append((field, "U+%04X" % ord(char), validator.is_valid(change), r.code))
+    assert disagreements == []
+
+
+FORBIDDEN_SAMPLE = "\x7f\x80\x85\x9f\ufdd0\ufdef\ufffe\uffff\U0001fffe\U0010ffff\x0b\x01"
+
+
+@pytest.mark.gen_test
+async def test_code_points_html_forbids_become_spaces_in_the_api_as_in_the_form(
+    http_server, client, db_settings
+):
+    """Issue 14, item 7: one rule (views/forms.py FORBIDDEN) for the API and the form."""
+    from views.forms import FORBIDDEN_RE
+
+    await client.register("alice")
+    title, text = "A" + FORBIDDEN_SAMPLE + "B", "x" + FORBIDDEN_SAMPLE + "y\n\tz"
+    created = body(await api(client, "POST", "/api/stories", {"title": title, "body": text}))
+    assert created["title"] == "A B"  # one line, single spaces
+    assert created["body"] == "x" + " " * len(FORBIDDEN_SAMPLE) + "y\n\tz"  # tab and newline kept
+    form_id = await client.new_story(title + "!", text + "!")
+    api_row = query(db_settings, "SELECT title, body FROM stories WHERE id = %s", (created["id"],))[0]
+    form_row = query(db_settings, "SELECT title, body FROM stories WHERE id = %s", (form_id,))[0]
+    assert (form_row["title"], form_row["body"]) == (api_row["title"] + "!", api_row["body"] + "!")
+    patched = body(await api(client, "PATCH", "/api/stories/%d" % form_id, {"title": "P\x85Q"}))
+    assert patched["title"] == "P Q"
+    for story_id in (created["id"], form_id):
+        for path in ("/story/%d" % story_id, "/story/%d/edit" % story_id, "/api/stories/%d" % story_id):
+            page = (await client.get(path)).body.decode()
+            assert FORBIDDEN_RE.search(page) is None, path
 
 
 @pytest.mark.gen_test
@@ -550,7 +624,9 @@ HOSTILE_QUERIES = [
     ("page=1.5", 400, PAGE_BAD),
     ("page=1e3", 400, PAGE_BAD),
     ("page=%EF%BC%91", 400, PAGE_BAD),  # a fullwidth digit one
-    ("page=%00", 200, None),  # a control character becomes a space, as on every page: no page given
+    ("page=%00", 400, PAGE_BAD),  # not an integer (a control character becomes a space)
+    ("page=", 400, PAGE_BAD),  # given but empty: the schema says integer
+    ("page=%201", 400, PAGE_BAD),  # spaces are not part of an integer either
     ("page=100001", 400, PAGE_BAD),
     ("page=" + "9" * 10240, 400, PAGE_BAD),
     ("page=99999", 200, None),

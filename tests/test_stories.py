@@ -193,9 +193,11 @@ REJECTED = [
     ("empty title", "", KEPT_BODY, "title", "title_empty"),
     ("whitespace title", " \t  ", KEPT_BODY, "title", "title_empty"),
     ("control-character title", "\x00\x01", KEPT_BODY, "title", "title_empty"),
+    ("zero-width title", "\u200b\ufeff", KEPT_BODY, "title", "title_empty"),  # blank, as the API says
     ("201-char title", "t" * 201, KEPT_BODY, "title", "title_long"),
     ("empty body", KEPT_TITLE, "", "body", "body_empty"),
     ("whitespace body", KEPT_TITLE, " \n\t\n  ", "body", "body_empty"),
+    ("BOM body", KEPT_TITLE, "\ufeff\n\u3000", "body", "body_empty"),
     ("120 KB of CJK body", KEPT_TITLE, "中" * 40000, "body", "body_long"),
     ("100 KB + 1 byte body", KEPT_TITLE, "a" * (100 * 1024 + 1), "body", "body_long"),
     ("100 KB - 1 byte + one 3-byte char", KEPT_TITLE, "a" * (100 * 1024 - 1) + "中", "body", "body_long"),
@@ -258,6 +260,8 @@ ACCEPTED = [
     ("SQL metacharacters", SQL_TITLE, SQL_BODY, SQL_TITLE, SQL_BODY),
     ("unicode and emoji", UNICODE_TITLE, UNICODE_BODY, UNICODE_TITLE, UNICODE_BODY),
     ("NUL becomes a space", "a\x00b", "x\x00y", "a b", "x y"),
+    # Every code point HTML forbids becomes a space, as the API does (issue 14, item 7).
+    ("DEL, C1, noncharacters", "a\x7fb\x85c\ufdd0d\U0001ffffe", "x\x9f\ufffey", "a b c d e", "x  y"),
     ("body keeps its indentation", "T", "    code\n\ntext  ", "T", "    code\n\ntext  "),
 ]
 

@@ -147,9 +147,11 @@ class ApiHandler(SessionMixin, RequestHandler):
         return data
 
     def page_argument(self):
-        raw = self.get_query_argument("page", "")
-        if raw == "":
+        # Absent is page 1; present, it is an integer as the schema says ("page=" is a 400).
+        given = self.get_query_arguments("page", strip=False)
+        if not given:
             return 1
+        raw = given[-1]
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= PAGE_MAX:
             raise ApiError(400, "page must be a whole number from 1 to %d." % PAGE_MAX)
         return int(raw)
