@@ -364,6 +364,28 @@ BAD_LINKS = [
     "[x][ref]\n\n[ref]: javascript:alert(1)",
     "<javascript:alert(1)>",
     "![x](javascript:alert(1))",
+    # Obfuscated spellings, now that relative links are kept (issue 14, item 12).
+    "[x](<java\tscript:alert(1)>)",
+    "[x](java&Tab;script:alert(1))",
+    "[x](&#9;javascript:alert(1))",
+    "[x](&#x01;javascript:alert(1))",
+    "[x](&amp;#106;avascript:alert(1))",
+    "[x](&#0000106;avascript:alert(1))",
+    "[x](javascript&colon;alert(1))",
+    "[x](<java script:alert(1)>)",
+    "[x](<\u2028javascript:alert(1)>)",
+    "[x](%20javascript:alert(1))",
+    "[x](jAvAsCrIpT&#58;alert(1))",
+    "[x](DATA:text/html,x)",
+    "[x](VbScript:msgbox(1))",
+    "[x](livescript:alert(1))",
+    "[x](story:1)",
+    "[x](//evil.example/story/1)",
+    "[x](\\\\\\\\evil.example)",  # two backslashes (Markdown escapes each): //evil.example
+    "[x](\\\\/evil.example)",
+    "[x](/%5Cevil.example)",
+    "[x](%2F%2Fevil.example)",
+    "[x](<\t//evil.example>)",
 ]
 
 
@@ -382,6 +404,16 @@ GOOD_LINKS = [
     ("[x](mailto:someone@example.com)", "mailto:someone@example.com"),
     ("<https://example.com/auto>", "https://example.com/auto"),
     ("see https://example.com/bare here", "https://example.com/bare"),
+    # Relative links stay relative (issue 14, item 12).
+    ("[x](story/1)", "story/1"),
+    ("[x](./x)", "./x"),
+    ("[x](../x)", "../x"),
+    ("[x](?q=x)", "?q=x"),
+    ("[x](?q=a&b=c)", "?q=a&amp;b=c"),
+    ("[x](x.html#part)", "x.html#part"),
+    ("[x](/story/1)", "/story/1"),
+    ("[x](#top)", "#top"),
+    ("[x][ref]\n\n[ref]: ../tag/x", "../tag/x"),
 ]
 
 
