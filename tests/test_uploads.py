@@ -562,6 +562,29 @@ async def test_range_etag_and_unknown_ids(client, db_settings):
         assert b"There is nothing here." in r.body  # the site's 404 page
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_attachments_are_cached_privately_as_immutable(client, db_settings):
+    """Issue 14, item 11: a year in the browser without revalidating, never in a shared cache
+    (which would go on serving a deleted story's file)."""
+    story_id = await author(client)
+    assert (await upload(client, story_id, [("a.txt", b"words"), ("b.png", PNG)])).code == 201
+    for row in rows(db_settings):
+        url = "/attachments/%d" % row["id"]
+        for r in (
+            await client.get(url),
+            await client.fetch(url, "HEAD"),
+            await client.get(url, headers={"Range": "bytes=0-1"}),
+            await client.get(url, headers={"If-None-Match": '"%s"' % row["sha256"]}),
+        ):
+            assert r.code in (200, 206, 304)
+            assert r.headers["Cache-Control"] == "private, max-age=31536000, immutable", r.code
+            assert "Expires" not in r.headers  # HTTP/1.0 caches would read it and ignore "private"
+            assert r.headers["ETag"] == '"%s"' % row["sha256"]
+    assert (await client.post("/story/%d/delete" % story_id)).code == 302
+    gone = await client.get("/attachments/%d" % row["id"])
+    assert gone.code == 404 and "immutable" not in gone.headers.get("Cache-Control", "")
+
+
 # --- deletion and clean-up --------------------------------------------------------------------
 
 
