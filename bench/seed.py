@@ -1,6 +1,6 @@
 """Seeds a benchmark database: 1,000 members and 10,000 stories with realistic Markdown bodies.
 
-Rows go in through plain SQL in batches, but body_html, excerpt and search_text are made by the
+Rows go in through plain SQL in batches, but body_html, excerpt, search_text and links are made by the
 app's own functions (models.markdown.render/excerpt, models.search.document), exactly as
 Stories.create writes them. Deterministic (fixed random seed), and skipped when the database
 already holds the same seed (a `bench_seed` marker table records what was written).
@@ -21,6 +21,7 @@ from argon2 import PasswordHasher  # noqa: E402
 import config  # noqa: E402
 from models import markdown, migrate, search  # noqa: E402
 from models.db import open_connection  # noqa: E402
+from models.stories import links_json  # noqa: E402
 
 SEED_VERSION = 2  # 2: links are same-site (no link-preview fetches)
 PASSWORD = "bench-password-1"  # every seeded member's password (one argon2 hash, shared)
@@ -82,7 +83,7 @@ def rendered(args):
     """A story row's computed columns, made by the app's own functions (models/stories.py _render)."""
     title, body = args
     body_html = markdown.render(body)
-    return body_html, markdown.excerpt(body_html), search.document(title, body)
+    return body_html, markdown.excerpt(body_html), search.document(title, body), links_json(body_html)
 
 
 def marker(cur):
@@ -135,10 +136,11 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
                     computed = pool.map(rendered, chunk, chunksize=25)
                     cur.executemany(
                         "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text,"
-                        " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        " links, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
-                            (authors[i + k], title, body, html, excerpt, terms, times[i + k], times[i + k])
-                            for k, ((title, body), (html, excerpt, terms)) in enumerate(
+                            (authors[i + k], title, body, html, excerpt, terms, links, times[i + k])
+                            + (times[i + k],)
+                            for k, ((title, body), (html, excerpt, terms, links)) in enumerate(
                                 zip(chunk, computed, strict=True)
                             )
                         ],
