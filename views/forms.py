@@ -102,8 +102,12 @@ def is_blank(text):
 def story_values(title, body):
     """A story's title and body as saved, from a form or from JSON: every code point HTML forbids
     becomes a space (FORBIDDEN), the title is one line with single spaces, the body keeps its own
-    line breaks and indentation."""
-    title = " ".join(FORBIDDEN_RE.sub(" ", title).split())
+    line breaks and indentation. A title longer than TITLE_MAX as sent stays as sent, so that
+    story_errors refuses it: the limit counts what was sent, as the form's maxlength and the
+    schema's maxLength do."""
+    title = FORBIDDEN_RE.sub(" ", title)
+    if len(title) <= TITLE_MAX:
+        title = " ".join(title.split())
     return title, FORBIDDEN_RE.sub(" ", body)
 
 
