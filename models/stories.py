@@ -119,8 +119,9 @@ class Stories:
 
     async def create(self, user_id, title, body, per_hour=30):
         """Insert a story; returns its id. Raises AlreadyPublished for the same story again within
-        DUPLICATE_SECONDS and TooManyStories past `per_hour`; both checks and the insert are one
-        transaction holding the member's row, so parallel posts cannot slip between them."""
+        DUPLICATE_SECONDS and TooManyStories past `per_hour` creations in the last hour (deleted
+        stories count); both checks and the inserts are one transaction holding the member's row,
+        so parallel posts cannot slip between them."""
         body_html, excerpt, terms, links = await self.render(title, body)
 
         def insert(cur):

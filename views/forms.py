@@ -89,7 +89,8 @@ FORBIDDEN_RE = re.compile(_char_class(FORBIDDEN))
 # str.isspace() has it (what split() and strip() remove: U+0085 and U+3000 included), the
 # invisible format characters (zero-width space and joiners, word joiner, U+FEFF), and the
 # forbidden code points above. The OpenAPI schema's pattern for both fields is VISIBLE itself.
-BLANK = {c for c in range(0x110000) if chr(c).isspace()} | {0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF}
+# (Every whitespace code point is in the BMP: scanning it takes 6 ms at import, all 17 planes 80.)
+BLANK = {c for c in range(0x10000) if chr(c).isspace()} | {0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF}
 BLANK |= FORBIDDEN
 VISIBLE = _char_class(BLANK, negate=True)  # one character that is not blank
 VISIBLE_RE = re.compile(VISIBLE)
