@@ -13,6 +13,7 @@ from views import (
     auth,
     base,
     chat,
+    compression,
     feed,
     health,
     i18n,
@@ -98,7 +99,8 @@ class Application(TrackingApplication):
             default_handler_class=base.NotFoundHandler,
             static_handler_class=base.StaticFileHandler,
         )
-        super().__init__(routes, **settings)
+        transforms = [compression.TextCompression] if settings["compress_response"] else []
+        super().__init__(routes, transforms=transforms, **settings)
 
     def find_handler(self, request, **kwargs):
         # Host check before anything else runs; /healthz is exempt (load balancers probe by IP).

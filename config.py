@@ -154,6 +154,7 @@ def settings(**overrides):
         xsrf_cookies=True,
         cross_origin_protection=True,
         xsrf_cookie_kwargs=dict(httponly=True, samesite="Lax"),
+        compress_response=True,  # gzip text answers; views/compression.py says which (never attachments)
         allowed_hosts=allowed_hosts(),
         max_upload_mb=options.max_upload_mb,
         upload_dir=project_path(options.upload_dir),

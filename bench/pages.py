@@ -173,11 +173,13 @@ def log_in(base, username, password):
 # --- wrk --------------------------------------------------------------------------------------------
 
 
-def wrk(url, args, cookie=None, duration=None):
+def wrk(url, args, cookie=None, duration=None, header=None):
     cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ss" % (duration or args.duration)]
     cmd += ["--timeout", "10s", "-s", os.path.join(HERE, "report.lua")]
     if cookie:
         cmd += ["-H", "Cookie: " + cookie]
+    if header:  # e.g. "Accept-Encoding: gzip" (bench/compression.py)
+        cmd += ["-H", header]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=120)
     m = re.search(r"^BENCH_JSON (.*)$", out.stdout, re.M)
     if not m:
@@ -191,6 +193,7 @@ def wrk(url, args, cookie=None, duration=None):
         "p99_ms": r["p99_us"] / 1000.0 if answered else None,
         "errors": errors,
         "requests": r["requests"],
+        "bytes_per_request": r["bytes"] / max(1, r["requests"]),
     }
 
 

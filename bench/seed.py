@@ -1,7 +1,7 @@
 """Seeds a benchmark database: 1,000 members and 10,000 stories with realistic Markdown bodies.
 
-Rows go in through plain SQL in batches, but body_html, excerpt, search_text and reading_minutes
-are made by the app's own function (models.stories._render), exactly as Stories.create writes
+Rows go in through plain SQL in batches, but body_html, excerpt, search_text, reading_minutes and
+links are made by the app's own function (models.stories._render), exactly as Stories.create writes
 them. Deterministic (fixed random seed), and skipped when the database already holds the same
 seed (a `bench_seed` marker table records what was written).
 
@@ -23,7 +23,7 @@ from models import migrate  # noqa: E402
 from models import stories as stories_model  # noqa: E402
 from models.db import open_connection  # noqa: E402
 
-SEED_VERSION = 3  # 2: links are same-site (no link-preview fetches); 3: reading_minutes
+SEED_VERSION = 4  # 2: links are same-site (no link-preview fetches); 3: reading_minutes; 4: links
 PASSWORD = "bench-password-1"  # every seeded member's password (one argon2 hash, shared)
 SEARCH_WORD = "lighthouse"  # in about 3% of stories: /?q=lighthouse has a few pages of results
 
@@ -135,8 +135,8 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
                     computed = pool.map(rendered, chunk, chunksize=25)
                     cur.executemany(
                         "INSERT INTO stories (user_id, title, body, body_html, excerpt, search_text,"
-                        " reading_minutes, created_at, updated_at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        " reading_minutes, links, created_at, updated_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
                             (
                                 authors[i + k],
@@ -146,10 +146,11 @@ def seed(db, users=1000, stories=10000, force=False, log=print):
                                 excerpt,
                                 terms,
                                 minutes,
+                                links,
                                 times[i + k],
                                 times[i + k],
                             )
-                            for k, ((title, body), (html, excerpt, terms, minutes)) in enumerate(
+                            for k, ((title, body), (html, excerpt, terms, minutes, links)) in enumerate(
                                 zip(chunk, computed, strict=True)
                             )
                         ],

@@ -1,4 +1,4 @@
-"""Story Markdown to HTML: raw HTML is escaped (shown literally) and links are http/https/mailto only."""
+"""Story Markdown to HTML: raw HTML is escaped (shown literally); links are http/https/mailto or relative."""
 
 import html
 import re
@@ -7,24 +7,53 @@ import urllib.parse
 import mistune
 from mistune.renderers.html import HTMLRenderer
 
-ALLOWED_SCHEMES = ("http:", "https:", "mailto:")
+ALLOWED_SCHEMES = ("http", "https", "mailto")
+# A URL's scheme as browsers read it (WHATWG URL): a letter, then letters, digits, "+", "-", "."
+# up to the first ":". Without one, the URL is relative (story/1, ./x, ../x, ?q=x, #top).
+_SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
+# Browsers drop tabs and newlines anywhere and strip controls and spaces at the ends; removing
+# every control and whitespace character anywhere covers both (and "java script:" too).
+_IGNORED = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 
 
-def is_same_site(url):
-    """A path on this site (/story/1) or a fragment (#top); never //host or /\\host, which
-    browsers read as another site."""
-    if url.startswith("#"):
-        return True
-    return url.startswith("/") and not url.startswith(("//", "/\\"))
+READINGS_MAX = 16
+
+
+def _readings(url):
+    """The URL as written and every form that entity and percent decoding make of it (the
+    browser decodes the attribute's entities once; decoding more than it does only refuses
+    more); None when there are more than READINGS_MAX of them (nested encodings: refused)."""
+    seen, todo = [], [url]
+    while todo:
+        form = todo.pop()
+        if form not in seen:
+            if len(seen) == READINGS_MAX:
+                return None
+            seen.append(form)
+            todo += [html.unescape(form), urllib.parse.unquote(form)]
+    return seen
+
+
+def is_safe_link(url):
+    """An http/https/mailto URL, or a relative one on this site: a path (story/1, ./x, ../x, /x),
+    a query (?q=x) or a fragment (#top); never another scheme (javascript:, data:, vbscript:,
+    however spelled) and never //host or /\\host, which browsers read as another site."""
+    readings = _readings(url)
+    if readings is None:
+        return False
+    for form in readings:
+        candidate = _IGNORED.sub("", form).lower()
+        scheme = _SCHEME.match(candidate)
+        if scheme and scheme.group(1) not in ALLOWED_SCHEMES:
+            return False
+        if not scheme and candidate[:2].replace("\\", "/") == "//":
+            return False
+    return True
 
 
 class StoryRenderer(HTMLRenderer):
     def sanitize_url(self, url):
-        # Browsers drop tabs and newlines inside URLs ("/\t/host" is "//host"): check without them.
-        candidate = re.sub(r"[\t\n\r]", "", urllib.parse.unquote(url)).strip().lower()
-        if candidate.startswith(ALLOWED_SCHEMES) or is_same_site(candidate):
-            return url
-        return "#"
+        return url if is_safe_link(url) else "#"
 
     def link(self, text, url, title=None):
         html = super().link(text, url, title)

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 
-from models import markdown, reading, search
+from models import markdown, reading, search, stories
 from models.db import open_connection
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -84,6 +84,7 @@ def migrate(host, port, user, password, database):
                     applied.append(version)
                 backfill_search(cur)
                 backfill_reading(cur)
+                backfill_links(cur)
             finally:
                 cur.execute("SELECT RELEASE_LOCK(%s)", ("storyhouse_migrate_" + database,))
     finally:
@@ -120,5 +121,17 @@ def backfill_reading(cur, batch=200):
                     row["id"],
                 ),
             )
+        if len(rows) < batch:
+            return
+
+
+def backfill_links(cur, batch=200):
+    """Fill links for stories saved before reads stopped parsing body_html (migration 010)."""
+    while True:
+        cur.execute("SELECT id, body_html FROM stories WHERE links IS NULL LIMIT %s", (batch,))
+        rows = cur.fetchall()
+        for row in rows:
+            links = stories.links_json(row["body_html"])
+            cur.execute("UPDATE stories SET links = %s WHERE id = %s", (links, row["id"]))
         if len(rows) < batch:
             return

@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import html.parser
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -350,9 +351,10 @@ class LinkPreviews:
 
     async def refresh_story(self, story_id):
         try:
-            row = await self.db.fetch_one("SELECT body_html FROM stories WHERE id = %s", (story_id,))
-            if row is not None:
-                await self.refresh_links(extract_links(row["body_html"]))
+            # The links were extracted when the story was saved: no HTML is parsed on the loop.
+            row = await self.db.fetch_one("SELECT links FROM stories WHERE id = %s", (story_id,))
+            if row is not None and row["links"] is not None:
+                await self.refresh_links(json.loads(row["links"]))
         except DatabaseUnavailable:
             pass  # the next view of the story schedules it again
         except Exception:
@@ -406,10 +408,11 @@ class LinkPreviews:
     async def _fresh(self, urls):
         return {url for url, row in (await self._rows(urls)).items() if row["fresh"]}
 
-    async def cards_for(self, body_html):
-        """The cards that exist for a rendered story's links, in link order: [{url, title,
-        description}]. Missing or stale ones are refreshed in the background."""
-        urls = extract_links(body_html)
+    async def cards_for(self, links):
+        """The cards that exist for a story's links (its `links`, extracted when it was saved), in
+        link order: [{url, title, description}]. Missing or stale ones are refreshed in the
+        background."""
+        urls = list(links)[:MAX_LINKS]
         rows = await self._rows(urls)
         if self.enabled and any(u not in rows or not rows[u]["fresh"] for u in urls):
             self._spawn(self.refresh_links(urls))

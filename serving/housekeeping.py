@@ -1,5 +1,5 @@
-"""Once an hour in every process: expired sessions, old login failures and registration records,
-and upload files a crash left behind (tests/test_database.py, tests/test_uploads.py)."""
+"""Once an hour in every process: expired sessions, old login failures, registration and story
+creation records, and upload files a crash left behind (tests/test_database.py, tests/test_uploads.py)."""
 
 import logging
 
@@ -15,6 +15,7 @@ async def housekeeping(models):
         sessions = await models.sessions.delete_expired()
         failures = await models.throttle.delete_old()
         await models.users.delete_old_registration_ips()
+        await models.stories.delete_old_creations()  # the stories-per-hour window has passed
         swept = await models.attachments.sweep()
     except DatabaseUnavailable:
         return  # next hour, then

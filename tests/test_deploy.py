@@ -2,7 +2,8 @@
 server name replaced), in front of two server.py processes on loopback that share a cookie secret,
 one database and Redis. Pages, register/login, an upload and its download, and chat between the
 two backends work through it; the app records the client's address, not nginx's; nginx serves
-/static/ itself with a year's cache for ?v= URLs; its body limit matches --max_upload_mb.
+/static/ itself with a year's cache for ?v= URLs; its body limit matches --max_upload_mb; text is
+gzipped (pages by the app, CSS and JS by nginx) and uploaded files never are.
 
 nginx runs as a private instance (`-p tmpdir -c conf`, its own pid and logs, a free loopback
 port): /etc/nginx and port 80 are never touched. Without /usr/sbin/nginx the tests skip, unless
@@ -91,6 +92,8 @@ events { worker_connections 256; }
 http {
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
+    gzip on;  # as in Debian's /etc/nginx/nginx.conf: the site file must decide for itself
+    gzip_types text/plain text/css application/json application/javascript text/xml application/xml;
     access_log %s/access.log;
     client_body_temp_path %s/body;
     proxy_temp_path %s/proxy;
@@ -319,6 +322,67 @@ def test_upload_and_download_through_nginx(site):
         "POST", story_path + "/attachments", None, dict(headers, **{"Content-Length": str(52 * 2**20)})
     )
     assert over_nginx.status == 413 and "nginx" in over_nginx.text, over_nginx.text
+
+
+def test_text_is_compressed_through_nginx_and_uploaded_files_never(site):
+    """Issue 14, item 10: pages and JSON gzipped by the app, CSS and JS by nginx, all unpacked to
+    the same bytes; an attachment (text, image, archive) and a partial answer go out as stored."""
+    import gzip
+
+    port = site["port"]
+    gz = {"Accept-Encoding": "gzip"}
+    author = member(port, "dep_gz_%s" % uuid.uuid4().hex[:6])
+    r = author.post("/story/new", {"title": "Packed", "body": "Words to pack. " * 300})
+    assert r.status == 302, r.text
+    story_path = r.headers["Location"]
+    static = re.findall(r'"(/static/[^"?]+\.(?:css|js)\?v=[0-9a-f]+)"', Browser(port).get("/").text)
+    assert static
+    api_path = "/api/stories/" + story_path.rsplit("/", 1)[1]
+    for path in [story_path, story_path, api_path, "/"] + static:
+        packed = author.fetch("GET", path, headers=gz)
+        assert packed.status == 200, path
+        assert packed.headers["Content-Encoding"] == "gzip", path
+        assert "Accept-Encoding" in (packed.headers["Vary"] or ""), path
+        plain = author.fetch("GET", path)
+        assert "Content-Encoding" not in plain.headers, path
+        unpacked = gzip.decompress(packed.body)
+        if path.startswith("/static/"):
+            assert (
+                unpacked == plain.body == read(os.path.join(sp.PROJECT, path.split("?")[0].lstrip("/")), "rb")
+            )
+        else:
+            assert len(unpacked) > 1024 and unpacked[:5] == plain.body[:5], path
+    # nginx ignores Range when it compresses (a 200 with the whole file); a 206 is never packed.
+    part = author.fetch("GET", static[0], headers=dict(gz, Range="bytes=0-99"))
+    whole = read(os.path.join(sp.PROJECT, static[0].split("?")[0].lstrip("/")), "rb")
+    if part.status == 206:
+        assert "Content-Encoding" not in part.headers and part.body == whole[:100]
+    else:
+        assert part.status == 200 and gzip.decompress(part.body) == whole
+
+    text = ("a line of plain text\n" * 300).encode()
+    files = [("notes.txt", text), ("page.html", b"<p>" + text), ("pic.png", b"\x89PNG\r\n\x1a\n" + text)]
+    files.append(("bundle.tar.gz", gzip.compress(text)))
+    ctype, body = multipart(files)
+    r = author.fetch(
+        "POST",
+        story_path + "/attachments",
+        body,
+        {
+            "Content-Type": ctype,
+            "X-XSRFToken": author.cookies["_xsrf"],
+            "Accept": "application/json",
+        },
+    )
+    assert r.status == 201, r.text
+    items = json.loads(r.body)["items"]
+    assert [i["filename"] for i in items] == [name for name, _ in files]
+    for item, (name, data) in zip(items, files, strict=True):
+        url = urllib.parse.urlsplit(item["url"]).path
+        for _ in range(2):  # both backends
+            got = Browser(port).fetch("GET", url, headers=gz)
+            assert got.status == 200 and "Content-Encoding" not in got.headers, name
+            assert got.body == data, name
 
 
 async def joined(port, cookies, source=CLIENT_IP):

@@ -212,6 +212,66 @@ async def cards(client, story_id):
     return json.loads(r.body)["previews"]
 
 
+# --- the links are extracted once, when the story is saved (issue 14, item 1) ----------------------
+
+
+def stored_links(db_settings, story_id):
+    row = query(db_settings, "SELECT links FROM stories WHERE id = %s", (story_id,))[0]
+    return None if row["links"] is None else json.loads(row["links"])
+
+
+@pytest.mark.gen_test
+async def test_links_are_stored_at_save_and_reads_use_them(http_server, app, client, upstream, db_settings):
+    urls = [upstream.a + "/page", upstream.b + "/title-only"]
+    story_id = await publish_links(app, client, *urls)
+    assert stored_links(db_settings, story_id) == urls
+    # A read takes the stored list and never parses body_html: changed behind the app's back,
+    # body_html no longer links anywhere, and the cards are still the stored links' cards.
+    query(db_settings, "UPDATE stories SET body_html = '<p>no links</p>' WHERE id = %s", (story_id,))
+    app.models.page_cache.bump()
+    assert [c["url"] for c in await cards(client, story_id)] == urls
+    page = (await client.get("/story/%d" % story_id)).body.decode()
+    assert page.count('class="link-preview"') == 2
+    # An edit (the form, then the API) stores the new list.
+    r = await client.post("/story/%d/edit" % story_id, {"title": "Links", "body": "<%s/gbk>" % upstream.a})
+    assert r.code == 302
+    assert stored_links(db_settings, story_id) == [upstream.a + "/gbk"]
+    r = await client.fetch(
+        "/api/stories/%d" % story_id,
+        "PATCH",
+        json.dumps({"body": "[x](%s/escape) <mailto:a@b.c>" % upstream.b}),
+        headers={"Content-Type": "application/json", "X-XSRFToken": client.xsrf},
+    )
+    assert r.code == 200, r.body
+    assert stored_links(db_settings, story_id) == [upstream.b + "/escape"]
+    await app.models.previews.idle()
+    assert [c["url"] for c in await cards(client, story_id)] == [upstream.b + "/escape"]
+
+
+@pytest.mark.gen_test
+async def test_a_row_without_links_gets_them_once(http_server, app, client, upstream, db_settings):
+    """Rows saved before migration 010 are backfilled at start; one written without them later
+    (by an older process in a rolling update) gets them on its first read, off the loop."""
+    from models import migrate
+    from tests.conftest import raw_connection
+
+    first = await publish_links(app, client, upstream.a + "/page")
+    second = await publish_links(app, client, upstream.b + "/page", title="Second")
+    query(db_settings, "UPDATE stories SET links = NULL")
+    con = raw_connection(db_settings, db_settings["database"])
+    try:
+        with con.cursor() as cur:
+            migrate.backfill_links(cur, batch=1)  # batches: every row, not just the first
+    finally:
+        con.close()
+    assert stored_links(db_settings, first) == [upstream.a + "/page"]
+    assert stored_links(db_settings, second) == [upstream.b + "/page"]
+    query(db_settings, "UPDATE stories SET links = NULL WHERE id = %s", (first,))
+    app.models.page_cache.bump()
+    assert [c["url"] for c in await cards(client, first)] == [upstream.a + "/page"]
+    assert stored_links(db_settings, first) == [upstream.a + "/page"]
+
+
 # --- fetching ----------------------------------------------------------------------------------
 
 

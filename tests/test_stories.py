@@ -16,6 +16,7 @@ from tornado.escape import xhtml_escape
 
 from models import markdown
 from models.stories import AlreadyPublished
+from serving.housekeeping import housekeeping
 from tests.helpers import (
     XSRF_MESSAGE,
     assert_error_page,
@@ -179,9 +180,11 @@ REJECTED = [
     ("empty title", "", KEPT_BODY, "title", "title_empty"),
     ("whitespace title", " \t  ", KEPT_BODY, "title", "title_empty"),
     ("control-character title", "\x00\x01", KEPT_BODY, "title", "title_empty"),
+    ("zero-width title", "\u200b\ufeff", KEPT_BODY, "title", "title_empty"),  # blank, as the API says
     ("201-char title", "t" * 201, KEPT_BODY, "title", "title_long"),
     ("empty body", KEPT_TITLE, "", "body", "body_empty"),
     ("whitespace body", KEPT_TITLE, " \n\t\n  ", "body", "body_empty"),
+    ("BOM body", KEPT_TITLE, "\ufeff\n\u3000", "body", "body_empty"),
     ("120 KB of CJK body", KEPT_TITLE, "中" * 40000, "body", "body_long"),
     ("100 KB + 1 byte body", KEPT_TITLE, "a" * (100 * 1024 + 1), "body", "body_long"),
     ("100 KB - 1 byte + one 3-byte char", KEPT_TITLE, "a" * (100 * 1024 - 1) + "中", "body", "body_long"),
@@ -255,6 +258,8 @@ ACCEPTED = [
     ("SQL metacharacters", SQL_TITLE, SQL_BODY, SQL_TITLE, SQL_BODY),
     ("unicode and emoji", UNICODE_TITLE, UNICODE_BODY, UNICODE_TITLE, UNICODE_BODY),
     ("NUL becomes a space", "a\x00b", "x\x00y", "a b", "x y"),
+    # Every code point HTML forbids becomes a space, as the API does (issue 14, item 7).
+    ("DEL, C1, noncharacters", "a\x7fb\x85c\ufdd0d\U0001ffffe", "x\x9f\ufffey", "a b c d e", "x  y"),
     ("body keeps its indentation", "T", "    code\n\ntext  ", "T", "    code\n\ntext  "),
 ]
 
@@ -357,6 +362,28 @@ BAD_LINKS = [
     "[x][ref]\n\n[ref]: javascript:alert(1)",
     "<javascript:alert(1)>",
     "![x](javascript:alert(1))",
+    # Obfuscated spellings, now that relative links are kept (issue 14, item 12).
+    "[x](<java\tscript:alert(1)>)",
+    "[x](java&Tab;script:alert(1))",
+    "[x](&#9;javascript:alert(1))",
+    "[x](&#x01;javascript:alert(1))",
+    "[x](&amp;#106;avascript:alert(1))",
+    "[x](&#0000106;avascript:alert(1))",
+    "[x](javascript&colon;alert(1))",
+    "[x](<java script:alert(1)>)",
+    "[x](<\u2028javascript:alert(1)>)",
+    "[x](%20javascript:alert(1))",
+    "[x](jAvAsCrIpT&#58;alert(1))",
+    "[x](DATA:text/html,x)",
+    "[x](VbScript:msgbox(1))",
+    "[x](livescript:alert(1))",
+    "[x](story:1)",
+    "[x](//evil.example/story/1)",
+    "[x](\\\\\\\\evil.example)",  # two backslashes (Markdown escapes each): //evil.example
+    "[x](\\\\/evil.example)",
+    "[x](/%5Cevil.example)",
+    "[x](%2F%2Fevil.example)",
+    "[x](<\t//evil.example>)",
 ]
 
 
@@ -375,6 +402,16 @@ GOOD_LINKS = [
     ("[x](mailto:someone@example.com)", "mailto:someone@example.com"),
     ("<https://example.com/auto>", "https://example.com/auto"),
     ("see https://example.com/bare here", "https://example.com/bare"),
+    # Relative links stay relative (issue 14, item 12).
+    ("[x](story/1)", "story/1"),
+    ("[x](./x)", "./x"),
+    ("[x](../x)", "../x"),
+    ("[x](?q=x)", "?q=x"),
+    ("[x](?q=a&b=c)", "?q=a&amp;b=c"),
+    ("[x](x.html#part)", "x.html#part"),
+    ("[x](/story/1)", "/story/1"),
+    ("[x](#top)", "#top"),
+    ("[x][ref]\n\n[ref]: ../tag/x", "../tag/x"),
 ]
 
 
@@ -579,6 +616,34 @@ async def test_owner_deletes_a_story(client, db_settings):
     assert "Doomed" not in page and "Keep" in page
     assert_error_page(await client.get("/story/%d" % story_id), 404, NO_STORY)
     assert_error_page(await client.post("/story/%d/delete" % story_id), 404, NO_STORY)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("app_settings", [{"stories_per_hour": 3}])
+async def test_deleting_does_not_give_back_the_hourly_limit(app, client, db_settings, app_settings):
+    """Issue 14, item 9: the limit counts creations, not the stories still there."""
+    await client.register("alice")
+    for n in range(3):
+        story_id = await client.new_story("Gone %d" % n, "Deleted at once")
+        assert (await client.post("/story/%d/delete" % story_id)).code == 302
+    assert count(db_settings, "stories") == 0
+    r = await client.post("/story/new", {"title": "One more", "body": "Refused"})
+    assert r.code == 429 and "You have published 3 stories in the last hour." in text(r)
+    r = await client.fetch(
+        "/api/stories",
+        "POST",
+        '{"title": "Through the API", "body": "Refused too"}',
+        headers={"Content-Type": "application/json", "X-XSRFToken": client.xsrf},
+    )
+    assert r.code == 429 and 0 < int(r.headers["Retry-After"]) <= 3600
+    assert count(db_settings, "stories") == 0
+    # Housekeeping forgets creations past the hour, and only those.
+    query(db_settings, "UPDATE story_creations SET created_at = NOW() - INTERVAL 61 MINUTE LIMIT 2")
+    await housekeeping(app.models)
+    assert query(db_settings, "SELECT COUNT(*) AS n FROM story_creations")[0]["n"] == 1
+    await client.new_story("Allowed again", "Two creations have left the window")
+    assert (await client.post("/story/new", {"title": "Again", "body": "x"})).code == 302
+    assert (await client.post("/story/new", {"title": "Too many", "body": "x"})).code == 429
 
 
 @pytest.mark.gen_test

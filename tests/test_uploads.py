@@ -4,6 +4,7 @@ who may upload, XSRF, safe downloads (disposition, type, nosniff, ETag, Range), 
 story, and the hourly sweep."""
 
 import asyncio
+import gzip
 import hashlib
 import os
 import re
@@ -508,6 +509,61 @@ async def test_range_etag_and_unknown_ids(client, db_settings):
         r = await client.get(missing)
         assert r.code == 404
         assert b"There is nothing here." in r.body  # the site's 404 page
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_attachments_are_cached_privately_as_immutable(client, db_settings):
+    """Issue 14, item 11: a year in the browser without revalidating, never in a shared cache
+    (which would go on serving a deleted story's file)."""
+    story_id = await author(client)
+    assert (await upload(client, story_id, [("a.txt", b"words"), ("b.png", PNG)])).code == 201
+    for row in rows(db_settings):
+        url = "/attachments/%d" % row["id"]
+        for r in (
+            await client.get(url),
+            await client.fetch(url, "HEAD"),
+            await client.get(url, headers={"Range": "bytes=0-1"}),
+            await client.get(url, headers={"If-None-Match": '"%s"' % row["sha256"]}),
+        ):
+            assert r.code in (200, 206, 304)
+            assert r.headers["Cache-Control"] == "private, max-age=31536000, immutable", r.code
+            assert "Expires" not in r.headers  # HTTP/1.0 caches would read it and ignore "private"
+            assert r.headers["ETag"] == '"%s"' % row["sha256"]
+    assert (await client.post("/story/%d/delete" % story_id)).code == 302
+    gone = await client.get("/attachments/%d" % row["id"])
+    assert gone.code == 404 and "immutable" not in gone.headers.get("Cache-Control", "")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_attachments_are_never_compressed(client, db_settings):
+    """Issue 14, item 10: the app gzips text answers, but an uploaded file goes out byte for byte
+    (its ETag is the SHA-256 of those bytes), text files included; images and archives above all."""
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.txt", "x" * 5000)
+    text = ("line of text\n" * 400).encode()
+    files = [
+        ("notes.txt", text),
+        ("page.html", b"<html><body>" + text + b"</body></html>"),
+        ("data.json", b'{"a": "' + text.replace(b"\n", b" ") + b'"}'),
+        ("drawing.svg", SVG + b"<!--" + text + b"-->"),
+        ("pic.png", PNG + b"\0" * 4000),
+        ("bundle.zip", archive.getvalue()),
+        ("pack.tar.gz", gzip.compress(text)),
+    ]
+    story_id = await author(client)
+    assert (await upload(client, story_id, files)).code == 201
+    sent = dict(files)
+    for row in rows(db_settings):
+        url = "/attachments/%d" % row["id"]
+        for headers in ({"Accept-Encoding": "gzip"}, {"Accept-Encoding": "gzip", "Range": "bytes=0-99"}):
+            r = await client.get(url, headers=headers, decompress_response=False)
+            assert "Content-Encoding" not in r.headers, (row["filename"], row["content_type"])
+            want = sent[row["filename"]] if "Range" not in headers else sent[row["filename"]][:100]
+            assert r.body == want and int(r.headers["Content-Length"]) == len(want)
 
 
 # --- deletion and clean-up --------------------------------------------------------------------

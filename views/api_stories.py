@@ -39,7 +39,7 @@ class StoryApiMixin(StoryLookup):
             "created_at": iso(row["created_at"]),
             "updated_at": iso(row["updated_at"]),
             "url": self.absolute(self.reverse_url("story", row["id"])),
-            "previews": await self.previews.cards_for(row["body_html"]),
+            "previews": await self.previews.cards_for(row["links"]),
             "attachments": [attachment_json(self, a) for a in await self.attachments.for_story(row["id"])],
         }
 

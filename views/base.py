@@ -164,8 +164,11 @@ class BaseMixin:
 
     def page_argument(self, high=100000):
         """The ?page= number: 1 when absent, a 400 unless it is a whole number in [1, high]."""
-        raw = self.get_query_argument("page", None)
-        if raw is None or (raw == "" and not self.strict_numbers):
+        given = self.get_query_arguments("page", strip=not self.strict_numbers)
+        if not given:
+            return 1
+        raw = given[-1]
+        if raw == "" and not self.strict_numbers:
             return 1
         value = whole_number(raw, 1, high)
         if value is None:

@@ -58,24 +58,72 @@ def new_password_errors(password, confirm):
     return {}
 
 
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what get_argument turns into spaces
+def _ranges(codepoints):
+    """Sorted code points as [(first, last)] runs."""
+    runs = []
+    for c in sorted(codepoints):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return [tuple(r) for r in runs]
+
+
+def _char_class(codepoints, negate=False):
+    # Literal characters (none of them is special inside a class), so Python's re and an ECMA
+    # engine read the schema's pattern the same way: no \s, whose meaning differs between them.
+    body = "".join(chr(a) if a == b else chr(a) + "-" + chr(b) for a, b in _ranges(codepoints))
+    return "[" + ("^" if negate else "") + body + "]"
+
+
+# Code points HTML forbids in a document: controls other than ASCII whitespace (C0 but tab, LF,
+# FF, CR; DEL; C1) and the noncharacters (U+FDD0-U+FDEF, U+xFFFE and U+xFFFF in all 17 planes). A
+# page showing one fails validation, so a title or body never keeps one: each becomes a space,
+# from a form and from the API alike (get_argument already does this for most C0 controls).
+FORBIDDEN = (
+    set(range(0x00, 0x09))
+    | {0x0B}
+    | set(range(0x0E, 0x20))
+    | set(range(0x7F, 0xA0))
+    | set(range(0xFDD0, 0xFDF0))
+    | {plane << 16 | low for plane in range(17) for low in (0xFFFE, 0xFFFF)}
+)
+FORBIDDEN_RE = re.compile(_char_class(FORBIDDEN))
+
+# "Blank", defined once: a title or body made only of these is empty. Whitespace as Python's
+# str.isspace() has it (what split() and strip() remove: U+0085 and U+3000 included), the
+# invisible format characters (zero-width space and joiners, word joiner, U+FEFF), and the
+# forbidden code points above. The OpenAPI schema's pattern for both fields is VISIBLE itself.
+# (Every whitespace code point is in the BMP: scanning it takes 6 ms at import, all 17 planes 80.)
+BLANK = {c for c in range(0x10000) if chr(c).isspace()} | {0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF}
+BLANK |= FORBIDDEN
+VISIBLE = _char_class(BLANK, negate=True)  # one character that is not blank
+VISIBLE_RE = re.compile(VISIBLE)
+
+
+def is_blank(text):
+    return VISIBLE_RE.search(text) is None
 
 
 def story_values(title, body):
-    """A story's title and body as saved, from a form or from JSON: control characters become
-    spaces (as get_argument does), the title is one line with single spaces, the body keeps its
-    own line breaks and indentation."""
-    title = " ".join(CONTROL_CHARS.sub(" ", title).split())
-    return title, CONTROL_CHARS.sub(" ", body)
+    """A story's title and body as saved, from a form or from JSON: every code point HTML forbids
+    becomes a space (FORBIDDEN), the title is one line with single spaces, the body keeps its own
+    line breaks and indentation. A title longer than TITLE_MAX as sent stays as sent, so that
+    story_errors refuses it: the limit counts what was sent, as the form's maxlength and the
+    schema's maxLength do."""
+    title = FORBIDDEN_RE.sub(" ", title)
+    if len(title) <= TITLE_MAX:
+        title = " ".join(title.split())
+    return title, FORBIDDEN_RE.sub(" ", body)
 
 
 def story_errors(title, body):
     errors = {}
-    if not title:
+    if is_blank(title):
         errors["title"] = MESSAGES["title_empty"]
     elif len(title) > TITLE_MAX:
         errors["title"] = MESSAGES["title_long"]
-    if not body.strip():
+    if is_blank(body):
         errors["body"] = MESSAGES["body_empty"]
     elif len(body.encode("utf-8")) > BODY_MAX_BYTES:
         errors["body"] = MESSAGES["body_long"]

@@ -67,7 +67,7 @@ class StoryHandler(StoryBaseHandler):
 
         async def extras():  # a list, so even a story without either is cached
             return await asyncio.gather(
-                models.attachments.for_story(story["id"]), models.previews.cards_for(story["body_html"])
+                models.attachments.for_story(story["id"]), models.previews.cards_for(story["links"])
             )
 
         attachments, previews = await models.page_cache.get_or_load(("story_extras", story["id"]), extras)

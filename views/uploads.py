@@ -260,10 +260,18 @@ class AttachmentHandler(StaticFileHandler):
     def get_content_type(self):
         return self.row["content_type"]
 
+    # The bytes at an id never change (an upload gets a new id; MariaDB keeps AUTO_INCREMENT over
+    # restarts, so no id is reused): a browser may keep them a year without asking ("immutable").
+    # "private", though: a shared cache (CDN, proxy) must not go on serving a deleted story's file,
+    # which the app answers with 404 from the moment of the delete. No Expires (get_cache_time 0):
+    # an HTTP/1.0 cache reads Expires and ignores Cache-Control: private.
+    CACHE_CONTROL = "private, max-age=31536000, immutable"
+
     def get_cache_time(self, path, modified, mime_type):
         return 0
 
     def set_extra_headers(self, path):
+        self.set_header("Cache-Control", self.CACHE_CONTROL)
         inline = is_inline(self.row["content_type"])
         self.set_header("Content-Disposition", content_disposition(self.row["filename"], inline))
         self.set_header("X-Content-Type-Options", "nosniff")
