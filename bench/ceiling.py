@@ -109,7 +109,7 @@ async def load(real):
         DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
     DATA["story"] = await stories.get(options.story_id)
     DATA["attachments"] = await real.models.attachments.for_story(options.story_id)
-    DATA["previews"] = await real.models.previews.cards_for(DATA["story"]["body_html"])  # no fetch: disabled
+    DATA["previews"] = await real.models.previews.cards_for(DATA["story"]["links"])  # no fetch: disabled
     user = await real.models.db.fetch_one(
         "SELECT id, username FROM users WHERE username = %s", (options.username,)
     )

@@ -4,258 +4,33 @@ A save schedules `refresh_story(id)` and does not wait for it. Each fetch: conne
 timeouts, a size cap (the streaming callback keeps at most `cap` bytes and the client's own
 `max_body_size` ends the connection just past it), at most 3 redirects followed by hand so each
 hop is checked again, only text/html parsed (html.parser, charset honoured). SSRF: the client's
-resolver drops every address that is not public, so the address checked is the one connected to
-(DNS rebinding cannot slip past a separate "resolve, check, then connect").
+resolver drops every address that is not public (models/ssrf.py). What a link and a page are:
+models/links.py.
 """
 
 import asyncio
-import codecs
-import hashlib
-import html.parser
-import ipaddress
 import json
 import logging
-import re
-import socket
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.httputil import HTTPHeaders
-from tornado.netutil import DefaultLoopResolver, Resolver
 
 from models.db import DatabaseUnavailable
+from models.links import MAX_LINKS, fetchable, parse_page, url_hash
+from models.ssrf import PublicOnlyResolver, RefusedAddress
 
 log = logging.getLogger("storyhouse.previews")
 
-MAX_LINKS = 5
 TIMEOUT = 3.0  # seconds, connect and whole request
 SIZE_CAP = 512 * 1024
 MAX_REDIRECTS = 3
 CONCURRENCY = 4  # fetches at once per process
 FRESH_OK = 24 * 3600  # seconds before a card is fetched again
 FRESH_FAILED = 3600  # a failure is retried sooner
-URL_MAX = 2048
-TITLE_MAX, DESCRIPTION_MAX = 300, 1000
 USER_AGENT = "StoryhousePreview/1.0 (+link previews)"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-# WHATWG's labels that Python spells differently or treats more narrowly.
-CHARSET_ALIASES = {
-    "gb2312": "gbk",
-    "x-gbk": "gbk",
-    "iso-8859-1": "cp1252",
-    "latin1": "cp1252",
-    "ascii": "cp1252",
-}
-
-
-# --- the address check -------------------------------------------------------------------------
-
-
-def is_public_address(ip):
-    """True only for a globally routable unicast address; loopback, private, link-local, shared
-    (CGNAT), multicast, reserved, unspecified and documentation ranges are refused, also when an
-    IPv6 address carries one (IPv4-mapped, NAT64, 6to4)."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 scope id is not part of it
-    except ValueError:
-        return False
-    if addr.version == 6:
-        if addr.teredo:
-            return False
-        embedded = addr.ipv4_mapped or addr.sixtofour
-        if embedded is None and addr in ipaddress.ip_network("64:ff9b::/96"):
-            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-        if embedded is not None:
-            addr = embedded
-    bad = (
-        addr.is_private
-        or addr.is_loopback
-        or addr.is_link_local
-        or addr.is_multicast
-        or addr.is_reserved
-        or addr.is_unspecified
-        or getattr(addr, "is_site_local", False)  # IPv6 only (fec0::/10)
-    )
-    return addr.is_global and not bad and not any(addr in net for net in ALSO_REFUSED)
-
-
-ALSO_REFUSED = [ipaddress.ip_network("192.0.0.0/24")]  # IETF assignments Python counts as global
-
-
-class RefusedAddress(OSError):
-    """Every address a host resolved to is on a network previews may not reach."""
-
-
-class PublicOnlyResolver(Resolver):
-    """Resolves with `resolver` and keeps only public addresses: the HTTP client connects to what
-    this returns, so the check applies to the address actually connected to.
-
-    `exempt` is a set of (ip, port) pairs that pass anyway: only tests use it, for an upstream on
-    loopback while everything else stays refused."""
-
-    def initialize(self, resolver=None, allow_private=False, exempt=frozenset()):
-        self.resolver = resolver or DefaultLoopResolver()
-        self.allow_private = allow_private
-        self.exempt = exempt
-
-    async def resolve(self, host, port, family=socket.AF_UNSPEC):
-        addresses = await self.resolver.resolve(host, port, family)
-        if self.allow_private:
-            return addresses
-        kept = [
-            (fam, sockaddr)
-            for fam, sockaddr in addresses
-            if is_public_address(sockaddr[0]) or (sockaddr[0], sockaddr[1]) in self.exempt
-        ]
-        if not kept:
-            raise RefusedAddress("%s resolves only to addresses previews may not reach" % host)
-        return kept
-
-    def close(self):
-        self.resolver.close()
-
-
-# --- links and pages ---------------------------------------------------------------------------
-
-
-def url_hash(url):
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+", re.ASCII)
-
-
-def fetchable(url):
-    """An absolute http/https URL whose host is an IP address or a plain DNS name (anything else,
-    e.g. a percent-encoded host, is never handed to the resolver), of a sane length."""
-    if len(url) > URL_MAX:
-        return False
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:  # a bad port or IPv6 literal
-        return False
-    if parts.scheme not in ("http", "https") or not host or port == 0:
-        return False
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return HOSTNAME_RE.fullmatch(host) is not None and not host.replace(".", "").isdigit()
-
-
-def normalize_link(url):
-    """Markdown percent-encodes the brackets of an IPv6 host ([::1] → %5B::1%5D): undo that."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    netloc = re.sub("%5[bB]", "[", re.sub("%5[dD]", "]", netloc))
-    return scheme + sep + netloc + slash + path
-
-
-class _LinkParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        href = dict(attrs).get("href") if tag == "a" else None
-        href = href and normalize_link(href)
-        if href and fetchable(href) and href not in self.links:
-            self.links.append(href)
-
-
-def extract_links(body_html, limit=MAX_LINKS):
-    """The first `limit` distinct http/https links of a rendered story, in order."""
-    parser = _LinkParser()
-    parser.feed(body_html)
-    parser.close()
-    return parser.links[:limit]
-
-
-class _MetaCharsetParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.charset = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag != "meta" or self.charset:
-            return
-        attrs = {k: v or "" for k, v in attrs}
-        if attrs.get("charset"):
-            self.charset = attrs["charset"].strip()
-        elif attrs.get("http-equiv", "").lower() == "content-type":
-            self.charset = _charset_param(attrs.get("content", ""))
-
-
-def _charset_param(content_type):
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip("\"'")
-    return None
-
-
-def decode_page(data, content_type):
-    """The page as text: the charset of the Content-Type, else of a <meta> in the first 4 KB, else
-    UTF-8; undecodable bytes become U+FFFD."""
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")
-    charset = _charset_param(content_type)
-    if not charset:
-        sniffer = _MetaCharsetParser()
-        sniffer.feed(data[:4096].decode("latin-1"))
-        charset = sniffer.charset
-    charset = CHARSET_ALIASES.get((charset or "").lower(), charset or "utf-8")
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:  # unknown, or not a text encoding at all (rot13, zlib)
-        return data.decode("utf-8", "replace")
-
-
-class _PreviewParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.meta = {}
-        self.title = None
-        self._in_title = False
-        self._title_parts = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "title" and self.title is None:
-            self._in_title = True
-        elif tag == "meta":
-            attrs = {k: v or "" for k, v in attrs}
-            key = (attrs.get("property") or attrs.get("name") or "").strip().lower()
-            if key in ("og:title", "og:description", "description") and key not in self.meta:
-                self.meta[key] = attrs.get("content", "")
-
-    def handle_data(self, data):
-        if self._in_title:
-            self._title_parts.append(data)
-
-    def handle_endtag(self, tag):
-        if tag == "title" and self._in_title:
-            self._in_title = False
-            self.title = "".join(self._title_parts)
-
-
-def _one_line(text, limit):
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_page(data, content_type):
-    """(title, description) of an HTML page: og:title or <title>, og:description or description.
-    CPU work on up to 512 KB: callers run it in an executor."""
-    parser = _PreviewParser()
-    parser.feed(decode_page(data, content_type))
-    parser.close()
-    if parser.title is None and parser._in_title:  # cut off inside <title> by the cap
-        parser.title = "".join(parser._title_parts)
-    title = parser.meta.get("og:title") or parser.title or ""
-    description = parser.meta.get("og:description") or parser.meta.get("description") or ""
-    return _one_line(title, TITLE_MAX), _one_line(description, DESCRIPTION_MAX)
 
 
 # --- fetching ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from models import markdown, reading, search
-from models.previews import extract_links
+from models.links import extract_links
 from models.validate import valid_id
 
 PAGE_SIZE = 20

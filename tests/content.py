@@ -7,7 +7,7 @@ import struct
 import uuid
 import zlib
 
-from models.previews import url_hash
+from models.links import url_hash
 from tests import serverproc as sp
 
 PASSWORD = "correct horse battery"

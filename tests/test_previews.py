@@ -22,6 +22,7 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.iostream import StreamClosedError
 
+from models import links, ssrf
 from models import previews as pv
 from tests.helpers import eventually, query
 
@@ -499,12 +500,12 @@ ALLOWED = [
 
 @pytest.mark.parametrize("address", BLOCKED)
 def test_address_check_refuses(address):
-    assert not pv.is_public_address(address)
+    assert not ssrf.is_public_address(address)
 
 
 @pytest.mark.parametrize("address", ALLOWED)
 def test_address_check_allows_public(address):
-    assert pv.is_public_address(address)
+    assert ssrf.is_public_address(address)
 
 
 @pytest.mark.gen_test
@@ -513,9 +514,9 @@ def test_address_check_allows_public(address):
 )
 async def test_resolver_drops_private_addresses(address):
     """Numeric hosts only (getaddrinfo answers them without the network), so nothing is sent."""
-    resolver = pv.PublicOnlyResolver()
+    resolver = ssrf.PublicOnlyResolver()
     try:
-        with pytest.raises(pv.RefusedAddress):
+        with pytest.raises(ssrf.RefusedAddress):
             await resolver.resolve(address, 80)
         assert await resolver.resolve("8.8.8.8", 80) == [(socket.AF_INET, ("8.8.8.8", 80))]
     finally:
@@ -530,9 +531,9 @@ async def test_a_name_that_resolves_to_loopback_is_refused_at_connect(upstream):
         resolver=tornado.netutil.DefaultLoopResolver(),
         mapping={("rebind.example", upstream.port["b"]): ("127.0.0.1", upstream.port["b"])},
     )
-    client = AsyncHTTPClient(force_instance=True, resolver=pv.PublicOnlyResolver(resolver=inner))
+    client = AsyncHTTPClient(force_instance=True, resolver=ssrf.PublicOnlyResolver(resolver=inner))
     try:
-        with pytest.raises(pv.RefusedAddress):
+        with pytest.raises(ssrf.RefusedAddress):
             await client.fetch("http://rebind.example:%d/page" % upstream.port["b"])
     finally:
         client.close()
@@ -593,7 +594,7 @@ class StandIn(tornado.netutil.Resolver):
 def guarded(upstream):
     """(test DNS, the real PublicOnlyResolver on it, the StandIn above it) for the upstream."""
     dns = FixedResolver()
-    guard = pv.PublicOnlyResolver(resolver=dns)  # as LinkPreviews makes it: private not allowed
+    guard = ssrf.PublicOnlyResolver(resolver=dns)  # as LinkPreviews makes it: private not allowed
     stand_in = StandIn(resolver=guard, public_port=upstream.port["a"], private_port=upstream.port["b"])
     return dns, guard, stand_in
 
@@ -617,10 +618,10 @@ class RoutedPreviews(pv.LinkPreviews):
 @pytest.mark.gen_test
 async def test_a_name_with_public_and_private_addresses_keeps_only_the_public_ones():
     dns = FixedResolver()
-    guard = pv.PublicOnlyResolver(resolver=dns)
+    guard = ssrf.PublicOnlyResolver(resolver=dns)
     try:
         assert await guard.resolve("mixed.test", 443) == [addrinfo(PUBLIC_V4, 443), addrinfo(PUBLIC_V6, 443)]
-        with pytest.raises(pv.RefusedAddress):
+        with pytest.raises(ssrf.RefusedAddress):
             await guard.resolve("private.test", 443)
     finally:
         guard.close()
@@ -647,7 +648,7 @@ async def test_a_name_with_only_private_addresses_is_refused_before_any_connecti
     _dns, _guard, stand_in = guarded(upstream)
     client = AsyncHTTPClient(force_instance=True, resolver=stand_in)
     try:
-        with pytest.raises(pv.RefusedAddress):
+        with pytest.raises(ssrf.RefusedAddress):
             await client.fetch("http://private.test/page")
     finally:
         client.close()
@@ -689,7 +690,7 @@ async def test_each_redirect_hop_is_filtered_the_same_way(upstream):
     ],
 )
 def test_only_http_urls_are_fetched(url, ok):
-    assert pv.fetchable(url) == ok
+    assert links.fetchable(url) == ok
 
 
 def test_links_come_from_the_rendered_html_in_order_without_duplicates():
@@ -697,7 +698,7 @@ def test_links_come_from_the_rendered_html_in_order_without_duplicates():
         '<p><a href="http://127.0.0.1/a">a</a> <a href="mailto:x@y">m</a> <a href="#">#</a>'
         '<a href="http://127.0.0.1/a">again</a> <a href="https://[::1]/b">b</a></p>'
     )
-    assert pv.extract_links(html) == ["http://127.0.0.1/a", "https://[::1]/b"]
+    assert links.extract_links(html) == ["http://127.0.0.1/a", "https://[::1]/b"]
 
 
 @pytest.mark.parametrize(
@@ -722,4 +723,4 @@ def test_links_come_from_the_rendered_html_in_order_without_duplicates():
     ],
 )
 def test_charsets_are_honoured(data, content_type, title):
-    assert pv.parse_page(data, content_type)[0] == title
+    assert links.parse_page(data, content_type)[0] == title
