@@ -10,14 +10,37 @@ and for at most `ttl` seconds. The version lives:
   page whichever process answers it;
 - on other machines, through the bus's "cache" channel (Redis, when `redis_url` is set); without
   Redis (or while it is away), `ttl` bounds how stale another machine can be.
+
+The bus takes a moment to reach another machine, so the member who wrote must not wait for it:
+a request run under `reading_fresh()` (views/base.py: for a few seconds after that member's own
+write, on whichever machine) reads around the cache.
 """
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import multiprocessing
 import time
 
 _shared = None  # a multiprocessing.Value when the server forks
+_fresh = contextvars.ContextVar("storyhouse_fresh_reads", default=False)  # per request (its Task)
+
+
+def reading_fresh():
+    """From here on in this request (the asyncio Task and what it awaits), every get_or_load
+    reads around the cache: the request of a member who has just written."""
+    _fresh.set(True)
+
+
+@contextlib.contextmanager
+def fresh_reads():
+    """The same for a block (tests, scripts)."""
+    token = _fresh.set(True)
+    try:
+        yield
+    finally:
+        _fresh.reset(token)
 
 
 def share_across_forks():
@@ -81,6 +104,11 @@ class PageCache:
         (when an entry expires under load, 64 requests would otherwise run 64 identical queries).
         A None result is not cached."""
         version = self.version()
+        if _fresh.get():
+            value = await load()
+            if value is not None:
+                self.put(key, value, version)  # as fresh as it gets: others may have it too
+            return value
         value = self.get(key)
         if value is not None:
             return value

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 
 import pytest
+from tornado.testing import bind_unused_port
 
 from models import stories as stories_model
 from tests import serverproc as sp
-from tests.helpers import eventually, query, wait_until
+from tests.helpers import eventually, query, text, wait_until
 
 DB = sp.database_name("cache")
 
@@ -44,6 +45,7 @@ async def test_every_write_shows_on_the_next_page(client):
 async def test_changes_behind_the_apps_back_show_after_the_ttl(client, db_settings):
     await client.register("alice")
     story_id = await client.new_story("Before", "Body")
+    client.cookies.pop("fresh")  # the author's own moment of reading around the cache is over
     assert b"Before" in (await client.get("/")).body
     query(db_settings, "UPDATE stories SET title = 'After' WHERE id = %s", (story_id,))
     assert b"Before" in (await client.get("/")).body  # cached
@@ -120,3 +122,54 @@ def test_a_write_on_one_machine_empties_the_cache_of_another_through_redis():
         assert "Across machines" not in sp.get(port_b, "/").body.decode()  # B has the index cached
         assert browser.post("/story/new", {"title": "Across machines", "body": "Body"}).status == 302
         assert wait_until(lambda: "Across machines" in sp.get(port_b, "/").body.decode(), 2)
+
+
+# --- read-your-writes on another machine -----------------------------------------------------------
+
+
+@pytest.fixture
+def other_machine(db_settings, io_loop):
+    """A second Application on the same database whose page cache no bus empties (a machine the
+    Redis message has not reached yet), served on a port of its own: its base URL."""
+    from application import Application
+    from serving.connections import make_http_server
+    from tests.conftest import CHEAP_ARGON2
+
+    app = Application(
+        db_settings=db_settings,
+        pool_size=2,
+        cookie_secret="test-cookie-secret",
+        argon2=CHEAP_ARGON2,
+        link_previews=False,
+        page_cache_seconds=60,
+    )
+    server = make_http_server(app)
+    sock, port = bind_unused_port()
+    server.add_socket(sock)
+    yield "http://127.0.0.1:%d" % port
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=5)
+    app.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_author_reads_around_another_machines_cache_after_writing(
+    client, other_machine, make_client
+):
+    await client.register("alice")
+    story_id = await client.new_story("Before the edit", "First words.")
+    path = "/story/%d" % story_id
+    elsewhere = make_client()
+    elsewhere.base_url = other_machine
+    elsewhere.cookies = dict(client.cookies)  # the same browser, balanced to the other machine
+    elsewhere.cookies.pop("fresh", None)  # its publishing moment has passed
+    assert "Before the edit" in text(await elsewhere.get(path))  # now cached over there
+    r = await client.post(path + "/edit", {"title": "After the edit", "body": "New words."})
+    assert r.code == 302 and "fresh" in client.cookies
+    visitor = make_client()
+    visitor.base_url = other_machine
+    assert "Before the edit" in text(await visitor.get(path))  # the cache over there is real
+    elsewhere.cookies = dict(client.cookies)
+    assert "After the edit" in text(await elsewhere.get(path))  # yet the author sees the edit at once
+    assert "After the edit" in text(await elsewhere.get("/"))
+    assert "After the edit" in text(await visitor.get(path))  # and the fresh read was kept

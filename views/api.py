@@ -71,6 +71,7 @@ class ApiHandler(BaseMixin, RequestHandler):
 
     async def prepare(self):
         self.refuse_oversized_body()
+        self.read_fresh_if_wrote()
         token = self.credential()
         if token is None:
             user = await self.load_session()

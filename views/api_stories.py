@@ -86,6 +86,7 @@ class StoriesApiHandler(StoryApiMixin, ApiHandler):
             self.set_header("Location", self.reverse_url("api_story", e.story_id))
             return self.write(await self.detail(await self.find_story(e.story_id)))
         self.set_status(201)
+        self.wrote()
         self.set_header("Location", self.reverse_url("api_story", story_id))
         self.write(await self.detail(await self.find_story(story_id)))
 
@@ -102,10 +103,12 @@ class StoryApiHandler(StoryApiMixin, ApiHandler):
         story = await self.find_story(story_id, check_owner=True)
         title, body = self.validated(data.get("title", story["title"]), data.get("body", story["body"]))
         await self.saved(lambda: self.stories.update(story["id"], story["user_id"], title, body))
+        self.wrote()
         self.write(await self.detail(await self.find_story(story_id)))
 
     async def delete(self, story_id):
         self.member()
         story = await self.find_story(story_id, check_owner=True)
         await self.stories.delete(story["id"], story["user_id"])
+        self.wrote()
         self.set_status(204)

@@ -12,12 +12,14 @@ An error is raised anywhere as an HTTPError or a views.errors.Refusal and worded
 views.errors.error_message(); each kind only says how it is sent.
 """
 
+import time
 import traceback
 import urllib.parse
 
 import tornado.web
 from tornado.log import app_log, gen_log
 
+from models.cache import reading_fresh
 from models.validate import whole_number
 from serving.tracking import loggable_path
 from views import i18n
@@ -25,6 +27,8 @@ from views.errors import Refusal, XsrfRefusal, error_message, field_messages
 
 SESSION_COOKIE = "session"
 FLASH_COOKIE = "flash"
+FRESH_COOKIE = "fresh"  # when this browser last wrote: its reads skip the page cache a moment
+FRESH_SECONDS = 10  # longer than the bus takes to reach every machine, even a busy one
 THEMES = ("light", "dark")
 
 CSP = (
@@ -175,6 +179,16 @@ class BaseMixin:
             raise Refusal(400, self.page_message, high=high)
         return value
 
+    def wrote(self):
+        """This member has just changed something: for FRESH_SECONDS their reads skip the page
+        cache on every machine (the bus may not have emptied the others' caches yet)."""
+        self.set_cookie(FRESH_COOKIE, str(int(time.time())), max_age=FRESH_SECONDS, httponly=True, samesite="Lax")
+
+    def read_fresh_if_wrote(self):
+        stamp = whole_number(self.get_cookie(FRESH_COOKIE, ""))
+        if stamp is not None and 0 <= time.time() - stamp <= FRESH_SECONDS:
+            reading_fresh()
+
     def error_headers(self, exc):
         if isinstance(exc, Refusal):
             for name, value in exc.headers.items():
@@ -241,6 +255,7 @@ class PageHandler(PageMixin, tornado.web.RequestHandler):
 
     async def prepare(self):
         self.refuse_oversized_body()
+        self.read_fresh_if_wrote()
         if self.needs_session:
             self.current_user = await self.load_session()
         message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1, min_version=2)
@@ -252,6 +267,13 @@ class PageHandler(PageMixin, tornado.web.RequestHandler):
         # Pages carry a fresh masked XSRF token each time, so a body hash never matches: hashing
         # every page would be work for nothing. Handlers with stable bodies set their own ETag.
         return None
+
+    def redirect(self, url, permanent=False, status=None):
+        # A member's form that changed something ends in a redirect (POST/redirect/GET): the page
+        # they land on, on whichever machine, must show their change.
+        if self.request.method == "POST" and self.current_user:
+            self.wrote()
+        super().redirect(url, permanent=permanent, status=status)
 
     def set_flash(self, message):
         """A one-time message shown on the next page (signed, so nobody can plant one)."""

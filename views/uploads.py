@@ -203,6 +203,7 @@ class UploadHandler(StoryLookup, PageHandler):
             raise self.refusal(e) from None
         if self.wants_json():
             self.set_status(201)
+            self.wrote()  # the page script reloads nothing, but the next page must show them
             return self.finish({"items": [attachment_json(self, row) for row in rows]})
         count = len(rows)
         message = self.locale.translate("%(count)d file attached.", "%(count)d files attached.", count)
