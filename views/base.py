@@ -182,7 +182,9 @@ class BaseMixin:
     def wrote(self):
         """This member has just changed something: for FRESH_SECONDS their reads skip the page
         cache on every machine (the bus may not have emptied the others' caches yet)."""
-        self.set_cookie(FRESH_COOKIE, str(int(time.time())), max_age=FRESH_SECONDS, httponly=True, samesite="Lax")
+        self.set_cookie(
+            FRESH_COOKIE, str(int(time.time())), max_age=FRESH_SECONDS, httponly=True, samesite="Lax"
+        )
 
     def read_fresh_if_wrote(self):
         stamp = whole_number(self.get_cookie(FRESH_COOKIE, ""))
