@@ -14,6 +14,7 @@ the access log. The difference between the app and this is what the app's own pe
 
 import asyncio
 import json
+import math
 import os
 import sys
 
@@ -27,6 +28,7 @@ from tornado.web import url  # noqa: E402
 import config  # noqa: E402
 from views import modules  # noqa: E402
 from views.base import SESSION_COOKIE, PageMixin  # noqa: E402
+from views.index import PAGE_SIZE, page_numbers  # noqa: E402
 
 define("story_id", type=int, default=1, help="the story /story/<id> shows")
 define("query", type=str, default="", help="the search /?q= benchmarks")
@@ -48,7 +50,19 @@ class IndexHandler(CeilingHandler):
         page = int(self.get_query_argument("page", "1"))
         query = self.get_query_argument("q", "")
         rows, has_next = DATA["pages"].get((page, query)) or DATA["pages"][(1, "")]
-        self.render("index.html", stories=rows, page=page, query=query, has_next=has_next, search_error=None)
+        total = DATA["totals"].get(query, 0)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        self.render(
+            "index.html",
+            stories=rows,
+            page=page,
+            query=query,
+            has_next=has_next,
+            total=total,
+            pages=pages,
+            numbers=page_numbers(page, pages) if pages > 1 else [],
+            search_error=None,
+        )
 
 
 class StoryHandler(CeilingHandler):
@@ -105,8 +119,10 @@ async def load(real):
     """The rows the app would show, read once through the app's own models (real.models)."""
     stories = real.models.stories
     DATA["pages"] = {(page, ""): await stories.page(page, "") for page in options.pages}
+    DATA["totals"] = {"": await stories.count("")}
     if options.query:
         DATA["pages"][(1, options.query)] = await stories.page(1, options.query)
+        DATA["totals"][options.query] = await stories.count(options.query)
     DATA["story"] = await stories.get(options.story_id)
     DATA["attachments"] = await real.models.attachments.for_story(options.story_id)
     DATA["previews"] = await real.models.previews.cards_for(DATA["story"]["links"])  # no fetch: disabled

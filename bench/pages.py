@@ -174,7 +174,7 @@ def log_in(base, username, password):
 
 
 def wrk(url, args, cookie=None, duration=None, header=None):
-    cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ss" % (duration or args.duration)]
+    cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%gs" % (duration or args.duration)]
     cmd += ["--timeout", "10s", "-s", os.path.join(HERE, "report.lua")]
     if cookie:
         cmd += ["-H", "Cookie: " + cookie]
