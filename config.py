@@ -79,6 +79,12 @@ define(
     default=5.0,
     help="how long the index and story pages may be served from memory (every write empties it)",
 )
+define(
+    "session_cache_seconds",
+    type=float,
+    default=10.0,
+    help="how long a process may remember a session lookup (any session end empties it everywhere; 0 = off)",
+)
 define("chat_redis_prefix", type=str, default="storyhouse", help="prefix of the chat's Redis channel, keys")
 define(
     "chat_trusted_origins",
@@ -172,6 +178,7 @@ def settings(**overrides):
         registrations_per_ip_hour=20,
         stories_per_hour=30,
         page_cache_seconds=options.page_cache_seconds,
+        session_cache_seconds=options.session_cache_seconds,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )
     result.update(overrides)

@@ -23,7 +23,7 @@ import contextvars
 import multiprocessing
 import time
 
-_shared = None  # a multiprocessing.Value when the server forks
+_shared = {}  # name -> multiprocessing.Value, made before the server forks
 _fresh = contextvars.ContextVar("storyhouse_fresh_reads", default=False)  # per request (its Task)
 
 
@@ -44,16 +44,37 @@ def fresh_reads():
 
 
 def share_across_forks():
-    """Call once before fork_processes: the children then share one version counter."""
-    global _shared
-    _shared = multiprocessing.Value("Q", 0)
+    """Call once before fork_processes: the children then share each version counter."""
+    for name in ("pages", "sessions"):
+        _shared[name] = multiprocessing.Value("Q", 0)
+
+
+class Version:
+    """A number that only grows, bumped when a cache must empty: this process's own, or one in
+    shared memory when the server forked (so every child sees a sibling's bump at once)."""
+
+    def __init__(self, name):
+        self.name = name
+        self._local = 0
+
+    def value(self):
+        shared = _shared.get(self.name)
+        return shared.value if shared is not None else self._local
+
+    def bump(self):
+        shared = _shared.get(self.name)
+        if shared is None:
+            self._local += 1
+            return
+        with shared.get_lock():
+            shared.value += 1
 
 
 class PageCache:
     def __init__(self, ttl=5.0, bus=None, size=512):
         self.ttl = ttl
         self.size = size
-        self._local = 0
+        self._version = Version("pages")
         self._entries = collections.OrderedDict()  # key -> (version, expires, value), LRU order
         self._loading = {}  # (key, version) -> Future of the one read in progress
         self.bus = bus
@@ -61,7 +82,7 @@ class PageCache:
             bus.subscribe("cache", self._changed)
 
     def version(self):
-        return _shared.value if _shared is not None else self._local
+        return self._version.value()
 
     def bump(self):
         """Call after every committed write the cached data could show: empties the cache here
@@ -73,11 +94,7 @@ class PageCache:
 
     def _changed(self, event=None):
         """Empty this cache (a write here, or one announced by another machine)."""
-        if _shared is not None:
-            with _shared.get_lock():
-                _shared.value += 1
-        else:
-            self._local += 1
+        self._version.bump()
         self._entries.clear()
 
     def get(self, key):

@@ -27,7 +27,9 @@ class Models:
         self.bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
         self.page_cache = PageCache(ttl=settings["page_cache_seconds"], bus=self.bus)
         self.passwords = Passwords(**settings["argon2"])
-        self.sessions = Sessions(self.db, self.bus, days=settings["session_days"])
+        self.sessions = Sessions(
+            self.db, self.bus, days=settings["session_days"], cache_seconds=settings["session_cache_seconds"]
+        )
         self.users = Users(self.db, self.sessions)
         self.throttle = LoginThrottle(self.db)
         self.tokens = ApiTokens(self.db)

@@ -178,7 +178,7 @@ class Room:
     async def _recheck(self, user_id):
         for sock in [s for s in self.sockets if s.user["id"] == user_id]:
             try:
-                alive = await self.sessions.lookup(sock.token)
+                alive = await self.sessions.lookup(sock.token, cached=False)
             except DatabaseUnavailable:
                 continue
             if alive is None:

@@ -86,3 +86,4 @@ class Users:
     async def set_locale(self, user_id, code):
         """Save the member's language (a code from views.i18n.LOCALES, or None to forget it)."""
         await self.db.execute("UPDATE users SET locale = %s WHERE id = %s", (code, user_id))
+        self.sessions.changed(user_id)

@@ -146,7 +146,7 @@ class BaseMixin:
         if user is None:
             return None
         if user["due_for_touch"]:
-            await sessions.touch(user["session_id"], self.request.remote_ip)
+            await sessions.touch(user["session_id"], self.request.remote_ip, token)
             self.set_session_cookie(token)  # slide the browser's expiry too
         return user
 
