@@ -53,6 +53,18 @@ define(
     default=5.0,
     help="seconds a page waits for one query before answering 503",
 )
+define(
+    "mysql_replicas",
+    type=str,
+    default="",
+    help="read replicas of the primary, host:port,host:port (stale-tolerant reads go to a healthy one)",
+)
+define(
+    "mysql_replica_max_lag",
+    type=float,
+    default=5.0,
+    help="seconds a replica may be behind the primary before reads avoid it",
+)
 define("mysql_pool_size", type=int, default=8, help="connections in the pool (and threads in its executor)")
 
 define(
@@ -118,6 +130,23 @@ def mysql_settings():
     )
 
 
+def parse_replicas(text):
+    """The --mysql_replicas list (host:port,host:port) as [(host, port)]; the port defaults to 3306.
+    ValueError when an item is malformed."""
+    found = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep:
+            host, port = item, "3306"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("mysql_replicas: %r is not host:port" % item)
+        found.append((host, int(port)))
+    return found
+
+
 def project_path(path):
     """`var/` and a relative `upload_dir` belong to the project, not to the working directory."""
     return path if os.path.isabs(path) else os.path.join(BASE_DIR, path)
@@ -178,6 +207,8 @@ def settings(**overrides):
         registrations_per_ip_hour=20,
         stories_per_hour=30,
         page_cache_seconds=options.page_cache_seconds,
+        mysql_replicas=parse_replicas(options.mysql_replicas),
+        mysql_replica_max_lag=options.mysql_replica_max_lag,
         session_cache_seconds=options.session_cache_seconds,
         argon2=dict(),  # argon2-cffi defaults (argon2id); tests use cheap parameters
     )

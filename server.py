@@ -78,6 +78,7 @@ def main():
     signals.Signals.install()
     try:
         config.parse()
+        config.parse_replicas(options.mysql_replicas)  # a malformed list stops here, clearly
     except (tornado.options.Error, ValueError, OSError, SyntaxError, NameError) as e:
         fail("cannot read the options: %s" % e)
     if options.debug and options.processes != 1:

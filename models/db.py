@@ -5,6 +5,8 @@ always `cursor.execute(sql, params)` with placeholders.
 """
 
 import asyncio
+import contextlib
+import contextvars
 import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,26 @@ CONNECTION_ERRORS = {1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
 ACCESS_DENIED = {1044, 1045, 1698}
 DUPLICATE_KEY = 1062
 STATEMENT_TIMEOUT = 1969  # MariaDB: "Query execution was interrupted (max_statement_time exceeded)"
+
+
+# Per request (its asyncio Task): may this request's reads come from a replica a moment behind?
+# views/base.py says yes for pages and API reads of readers who have not just written.
+_stale_ok = contextvars.ContextVar("storyhouse_stale_reads", default=False)
+
+
+def reading_may_be_stale():
+    """From here on in this request, fetch_one/fetch_all may be answered by a healthy replica."""
+    _stale_ok.set(True)
+
+
+@contextlib.contextmanager
+def stale_reads():
+    """The same for a block (tests, scripts)."""
+    token = _stale_ok.set(True)
+    try:
+        yield
+    finally:
+        _stale_ok.reset(token)
 
 
 class DatabaseUnavailable(HTTPError):
@@ -160,8 +182,18 @@ class Database:
     """Async access to MySQL: `fetch_one`, `fetch_all`, `execute` and `transaction`."""
 
     def __init__(
-        self, host, port, user, password, database, pool_size=8, query_timeout=5.0, fail_fast_seconds=1.0
+        self,
+        host,
+        port,
+        user,
+        password,
+        database,
+        pool_size=8,
+        query_timeout=5.0,
+        fail_fast_seconds=1.0,
+        replicas=None,
     ):
+        self.replicas = replicas  # models/replicas.py Replicas, or None: every query on this server
         self.pool_size = pool_size
         self.query_timeout = query_timeout
         self.fail_fast_seconds = fail_fast_seconds
@@ -247,13 +279,25 @@ class Database:
         finally:
             con.close()
 
+    async def _read(self, sql, params, fetch):
+        # A replica only for a request that may read stale, and only while one is healthy.
+        replica = self.replicas.pick() if self.replicas and _stale_ok.get() else None
+        if replica is not None:
+            try:
+                return await replica.db._run(replica.db._query, sql, params, fetch)
+            except QueryTimeout:
+                raise  # a slow query, not a lost replica: the primary would be as slow
+            except DatabaseUnavailable as e:
+                replica.failed(e.__cause__ or e)  # and the primary answers this one
+        return await self._run(self._query, sql, params, fetch)
+
     async def fetch_one(self, sql, params=()):
         """The first row as a dict, or None."""
-        return await self._run(self._query, sql, params, "one")
+        return await self._read(sql, params, "one")
 
     async def fetch_all(self, sql, params=()):
         """All rows as a list of dicts."""
-        return await self._run(self._query, sql, params, "all")
+        return await self._read(sql, params, "all")
 
     async def execute(self, sql, params=()):
         """Run a write; returns Result(lastrowid, rowcount)."""
@@ -267,6 +311,8 @@ class Database:
         # No waiting on the loop for a hung query: its thread ends at pymysql's read timeout.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
+        if self.replicas:
+            self.replicas.close()
 
 
 class HealthProbe:

@@ -10,6 +10,7 @@ from models.chat import ChatMessages
 from models.db import Database, HealthProbe
 from models.passwords import Passwords
 from models.previews import LinkPreviews
+from models.replicas import Replicas
 from models.room import Room
 from models.sessions import Sessions
 from models.stories import Stories
@@ -22,7 +23,16 @@ class Models:
     """The models of one process (the Application holds one: `app.models`)."""
 
     def __init__(self, settings, db_settings, pool_size, query_timeout):
-        self.db = Database(**db_settings, pool_size=pool_size, query_timeout=query_timeout)
+        replicas = Replicas(
+            settings["mysql_replicas"],
+            db_settings["user"],
+            db_settings["password"],
+            db_settings["database"],
+            pool_size=pool_size,
+            query_timeout=query_timeout,
+            max_lag=settings["mysql_replica_max_lag"],
+        )
+        self.db = Database(**db_settings, pool_size=pool_size, query_timeout=query_timeout, replicas=replicas)
         self.health = HealthProbe(**db_settings)  # /healthz: its own thread and connection
         self.bus = make_bus(settings["redis_url"], settings["chat_redis_prefix"])
         self.page_cache = PageCache(ttl=settings["page_cache_seconds"], bus=self.bus)
@@ -64,10 +74,12 @@ class Models:
     async def start(self):
         """On the serving loop: the bus (Redis reconnects in the background), the chat's pinger."""
         await self.bus.start()
+        await self.db.replicas.start()
         self.room.start()
 
     async def stop(self):
         self.room.stop()
+        await self.db.replicas.stop()
         await self.bus.stop()
 
     def close(self):

@@ -71,12 +71,14 @@ class ApiHandler(BaseMixin, RequestHandler):
 
     async def prepare(self):
         self.refuse_oversized_body()
-        self.read_fresh_if_wrote()
+        fresh = self.read_fresh_if_wrote()
         token = self.credential()
         if token is None:
             user = await self.load_session()
             self.current_user = user and dict(user, auth="session")
+            self.allow_stale_reads(fresh)
             return
+        # A token's client keeps no cookie that would say it just wrote: it reads the primary.
         user = await self.application.models.tokens.lookup(token) if token else None
         if user is None:
             raise Refusal(401, "The API token is missing, malformed or revoked.")

@@ -20,6 +20,7 @@ import tornado.web
 from tornado.log import app_log, gen_log
 
 from models.cache import reading_fresh
+from models.db import reading_may_be_stale
 from models.validate import whole_number
 from serving.tracking import loggable_path
 from views import i18n
@@ -187,9 +188,18 @@ class BaseMixin:
         )
 
     def read_fresh_if_wrote(self):
+        """True (and reads around the page cache) when this browser wrote a moment ago."""
         stamp = whole_number(self.get_cookie(FRESH_COOKIE, ""))
         if stamp is not None and 0 <= time.time() - stamp <= FRESH_SECONDS:
             reading_fresh()
+            return True
+        return False
+
+    def allow_stale_reads(self, fresh):
+        """A GET of someone who has not just written may read from a replica (models/replicas.py).
+        Called once the session is read: that lookup always asks the primary."""
+        if not fresh and self.request.method in ("GET", "HEAD"):
+            reading_may_be_stale()
 
     def error_headers(self, exc):
         if isinstance(exc, Refusal):
@@ -257,9 +267,10 @@ class PageHandler(PageMixin, tornado.web.RequestHandler):
 
     async def prepare(self):
         self.refuse_oversized_body()
-        self.read_fresh_if_wrote()
+        fresh = self.read_fresh_if_wrote()
         if self.needs_session:
             self.current_user = await self.load_session()
+        self.allow_stale_reads(fresh)
         message = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1, min_version=2)
         if message:
             self.flash = message.decode()
